@@ -1,0 +1,137 @@
+"""From audio to emotions over time: the one processing chain for files and live streams.
+
+``EmotionTracker`` is a streaming stage (``process``/``reset``): audio in any block size ->
+spectrogram frames -> network segments (each computed once) -> a window update every hop.
+Feeding a file whole or block by block gives the same updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dawemo import constants as C
+from dawemo.frontend import SpectrogramFrontEnd, network_input
+from dawemo.model import EmotionModel
+
+
+@dataclass
+class EmotionUpdate:
+    """One model update: the window ending at ``time_s``."""
+
+    time_s: float
+    midlevel: np.ndarray  # (7,) in [0, 1]
+    emotions: np.ndarray  # (8,) on the 1-9 scale
+    window_s: float  # audio actually covered (shorter than the window during the first seconds)
+
+
+@dataclass
+class Analysis:
+    """A whole signal's timeline and clip summary."""
+
+    duration_s: float
+    updates: list[EmotionUpdate] = field(default_factory=list)
+    summary_midlevel: np.ndarray | None = None
+    summary_emotions: np.ndarray | None = None
+
+
+class EmotionTracker:
+    """Streaming emotion analysis of mono audio at the model's sample rate.
+
+    Args:
+        model: the ONNX model.
+        window_s: audio span each update describes (its segments are averaged).
+        hop_s: time between updates; rounded to whole segment strides (0.256 s).
+    """
+
+    def __init__(self, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
+                 hop_s: float = C.DEFAULT_HOP_S) -> None:
+        self.model = model
+        self.front_end = SpectrogramFrontEnd(model.sample_rate, model.frame_size, model.hop_size)
+        stride_s = model.segment_stride_frames / model.frames_per_s
+        segment_s = model.segment_frames / model.frames_per_s
+        if not np.isfinite(window_s) or window_s < segment_s:
+            raise ValueError(f"window_s must be at least one segment ({segment_s:.2f} s), got {window_s}")
+        if not np.isfinite(hop_s) or hop_s <= 0:
+            raise ValueError(f"hop_s must be positive, got {hop_s}")
+        self.hop_segments = max(1, int(round(hop_s / stride_s)))
+        self.hop_s = self.hop_segments * stride_s
+        self.window_frames = int(round(window_s * model.frames_per_s))
+        self.window_s = self.window_frames / model.frames_per_s
+        # Segments per full window: those whose frames all lie inside the window.
+        self.window_segments = 1 + (self.window_frames - model.segment_frames) // model.segment_stride_frames
+        self.reset()
+
+    def reset(self) -> None:
+        self.front_end.reset()
+        self._frames = np.zeros((0, self.front_end.n_bands), dtype=np.float32)
+        self._frames_offset = 0  # global index of self._frames[0]
+        self._logits: list[np.ndarray] = []  # the last window's segment logits
+        self.segments_done = 0
+        self.logit_sum = np.zeros(len(self.model.midlevel_names))
+
+    def _segment_end_time_s(self, segment_index: int) -> float:
+        last_frame = segment_index * self.model.segment_stride_frames + self.model.segment_frames - 1
+        return (last_frame * self.model.hop_size + self.model.frame_size) / self.model.sample_rate
+
+    def process(self, samples: np.ndarray) -> list[EmotionUpdate]:
+        """Feed mono samples; return the updates whose windows they completed."""
+        new_frames = self.front_end.process(samples)
+        self._frames = np.concatenate([self._frames, new_frames])
+        seg_frames, stride = self.model.segment_frames, self.model.segment_stride_frames
+        n_total_frames = self._frames_offset + len(self._frames)
+        n_ready = 0 if n_total_frames < seg_frames else 1 + (n_total_frames - seg_frames) // stride
+        first_new = self.segments_done
+        if n_ready <= first_new:
+            return []
+        starts = np.arange(first_new, n_ready) * stride - self._frames_offset
+        logits = self.model.segment_logits(network_input(self._frames, starts, seg_frames))
+        updates = []
+        for i, segment_logits in enumerate(logits):
+            index = first_new + i
+            self._logits.append(segment_logits)
+            self.logit_sum += segment_logits
+            if len(self._logits) > self.window_segments:
+                self._logits.pop(0)
+            if (index + 1) % self.hop_segments == 0:
+                updates.append(self._update(index))
+        self.segments_done = n_ready
+        # Keep only the frames that future segments still need.
+        keep_from = n_ready * stride - self._frames_offset
+        self._frames = self._frames[keep_from:]
+        self._frames_offset += keep_from
+        return updates
+
+    def _update(self, index: int) -> EmotionUpdate:
+        midlevel = self.model.midlevel_from_logits(np.mean(self._logits, axis=0))
+        span_frames = (len(self._logits) - 1) * self.model.segment_stride_frames + self.model.segment_frames
+        return EmotionUpdate(self._segment_end_time_s(index), midlevel,
+                             self.model.emotions_from_midlevel(midlevel), span_frames / self.model.frames_per_s)
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mid-level features and emotions of everything processed since ``reset()``."""
+        if self.segments_done == 0:
+            return None
+        midlevel = self.model.midlevel_from_logits(self.logit_sum / self.segments_done)
+        return midlevel, self.model.emotions_from_midlevel(midlevel)
+
+
+def analyze_samples(samples: np.ndarray, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
+                    hop_s: float = C.DEFAULT_HOP_S) -> Analysis:
+    """Analyse a whole mono signal at the model's sample rate.
+
+    Raises:
+        ValueError: the signal is shorter than one segment or silent.
+    """
+    samples = np.asarray(samples, dtype=np.float32)
+    duration_s = len(samples) / model.sample_rate
+    min_s = ((model.segment_frames - 1) * model.hop_size + model.frame_size) / model.sample_rate
+    if duration_s < min_s:
+        raise ValueError(f"too short: {duration_s:.2f} s of audio, needs at least {min_s:.2f} s")
+    if not np.any(np.abs(samples) > 1e-6):
+        raise ValueError("audio is silent (no sample above -120 dBFS)")
+    tracker = EmotionTracker(model, window_s, hop_s)
+    analysis = Analysis(duration_s, tracker.process(samples))
+    analysis.summary_midlevel, analysis.summary_emotions = tracker.summary()
+    return analysis
