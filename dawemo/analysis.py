@@ -42,7 +42,7 @@ class EmotionTracker:
     Args:
         model: the ONNX model.
         window_s: audio span each update describes (its segments are averaged).
-        hop_s: time between updates; rounded to whole segment strides (0.256 s).
+        hop_s: time between updates; rounded to whole segment strides (0.48 s).
     """
 
     def __init__(self, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
@@ -86,7 +86,8 @@ class EmotionTracker:
         if n_ready <= first_new:
             return []
         starts = np.arange(first_new, n_ready) * stride - self._frames_offset
-        logits = self.model.segment_logits(network_input(self._frames, starts, seg_frames))
+        logits = self.model.segment_logits(
+            network_input(self._frames, starts, seg_frames, self.model.context_frames))
         updates = []
         for i, segment_logits in enumerate(logits):
             index = first_new + i
@@ -97,8 +98,8 @@ class EmotionTracker:
             if (index + 1) % self.hop_segments == 0:
                 updates.append(self._update(index))
         self.segments_done = n_ready
-        # Keep only the frames that future segments still need.
-        keep_from = n_ready * stride - self._frames_offset
+        # Keep only the frames that future segments (and their level context) still need.
+        keep_from = max(0, n_ready * stride - (self.model.context_frames - seg_frames) - self._frames_offset)
         self._frames = self._frames[keep_from:]
         self._frames_offset += keep_from
         return updates
@@ -132,6 +133,9 @@ def analyze_samples(samples: np.ndarray, model: EmotionModel, window_s: float = 
     if not np.any(np.abs(samples) > 1e-6):
         raise ValueError("audio is silent (no sample above -120 dBFS)")
     tracker = EmotionTracker(model, window_s, hop_s)
-    analysis = Analysis(duration_s, tracker.process(samples))
+    analysis = Analysis(duration_s)
+    block = 60 * model.sample_rate  # bounded memory for long files; blocks do not change the result
+    for start in range(0, len(samples), block):
+        analysis.updates += tracker.process(samples[start : start + block])
     analysis.summary_midlevel, analysis.summary_emotions = tracker.summary()
     return analysis

@@ -44,7 +44,10 @@ N_BANDS = 149
 # The network reads fixed segments of the spectrogram; a window's prediction averages the
 # segments inside it, so overlapping windows share their segments (computed once).
 SEGMENT_FRAMES = 96  # 3.07 s
-SEGMENT_STRIDE_FRAMES = 8  # 0.256 s between segment starts
+SEGMENT_STRIDE_FRAMES = 15  # 0.48 s between segment starts: one new segment per default hop
+
+# Each segment's level reference: the frames ending with it (segment-only when equal to SEGMENT_FRAMES).
+CONTEXT_FRAMES = 96
 
 DEFAULT_WINDOW_S = 10.0
 DEFAULT_HOP_S = 0.5

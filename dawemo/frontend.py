@@ -95,23 +95,27 @@ def spectrogram(samples: np.ndarray) -> np.ndarray:
     return SpectrogramFrontEnd().process(samples)
 
 
-def normalize_segments(magnitudes: np.ndarray) -> np.ndarray:
+def normalize_segments(magnitudes: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
     """Log-compress and level-normalise spectrogram segments for the network.
 
-    The floor is relative to each segment's mean magnitude and the segment's mean log value is
+    The floor and the reference level come from ``context`` (the segment itself when None): the
+    floor sits 60 dB below the context's mean magnitude and the context's mean log value is
     removed, so multiplying the audio by any gain leaves the result unchanged: a DAW bus level
-    or a recording's loudness does not move the prediction.
+    or a recording's loudness does not move the prediction, while loudness changes inside the
+    context remain visible.
 
     Args:
         magnitudes: (..., n_frames, n_bands) linear filterbank magnitudes; the last two axes
             form one segment.
+        context: (..., n_context_frames, n_bands) magnitudes that set the level reference.
     Returns:
-        float32 array of the same shape.
+        float32 array of the same shape as ``magnitudes``.
     """
     magnitudes = np.asarray(magnitudes, dtype=np.float32)
-    floor = 1e-3 * magnitudes.mean(axis=(-2, -1), keepdims=True) + 1e-12
-    logged = np.log10(magnitudes + floor)
-    return (logged - logged.mean(axis=(-2, -1), keepdims=True)).astype(np.float32)
+    context = magnitudes if context is None else np.asarray(context, dtype=np.float32)
+    floor = 1e-3 * context.mean(axis=(-2, -1), keepdims=True) + 1e-12
+    reference = np.log10(context + floor).mean(axis=(-2, -1), keepdims=True)
+    return (np.log10(magnitudes + floor) - reference).astype(np.float32)
 
 
 def segment_starts(n_frames: int, segment_frames: int = C.SEGMENT_FRAMES,
@@ -122,9 +126,17 @@ def segment_starts(n_frames: int, segment_frames: int = C.SEGMENT_FRAMES,
     return np.arange(0, n_frames - segment_frames + 1, stride_frames, dtype=np.int64)
 
 
-def network_input(magnitudes: np.ndarray, starts: np.ndarray,
-                  segment_frames: int = C.SEGMENT_FRAMES) -> np.ndarray:
-    """Cut normalised segments for the network: (n_segments, 1, n_bands, segment_frames)."""
-    segments = np.stack([magnitudes[s : s + segment_frames] for s in starts]) if len(starts) else \
-        np.zeros((0, segment_frames, magnitudes.shape[1]), dtype=np.float32)
-    return normalize_segments(segments).transpose(0, 2, 1)[:, None]
+def network_input(magnitudes: np.ndarray, starts: np.ndarray, segment_frames: int = C.SEGMENT_FRAMES,
+                  context_frames: int = C.CONTEXT_FRAMES) -> np.ndarray:
+    """Cut normalised segments for the network: (n_segments, 1, n_bands, segment_frames).
+
+    Each segment's level reference is the ``context_frames`` frames ending with it (fewer at the
+    start of a stream), so the result depends only on audio up to the segment's end: streaming
+    and batch give the same input.
+    """
+    segments = [normalize_segments(magnitudes[s : s + segment_frames],
+                                   magnitudes[max(0, s + segment_frames - context_frames) : s + segment_frames])
+                for s in starts]
+    if not segments:
+        return np.zeros((0, 1, magnitudes.shape[1], segment_frames), dtype=np.float32)
+    return np.stack(segments).transpose(0, 2, 1)[:, None]

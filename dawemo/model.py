@@ -75,6 +75,7 @@ class EmotionModel:
         self.n_bands = int(meta["n_bands"])
         self.segment_frames = int(meta["segment_frames"])
         self.segment_stride_frames = int(meta["segment_stride_frames"])
+        self.context_frames = int(meta.get("context_frames", self.segment_frames))
         self._input_name = self.session.get_inputs()[0].name
 
     @property
@@ -106,6 +107,6 @@ class EmotionModel:
             "version": self.version,
             "emotions": list(self.emotion_names),
             "midlevel": list(self.midlevel_names),
-            "emotion_weights": self.emotion_weights.round(6).tolist(),
-            "emotion_bias": self.emotion_bias.round(6).tolist(),
+            "emotion_weights": self.emotion_weights.tolist(),
+            "emotion_bias": self.emotion_bias.tolist(),
         }

@@ -32,9 +32,11 @@ def model_metadata(net: MidlevelEmotionNet, name: str, version: str, extra: dict
         "bands_per_octave": C.BANDS_PER_OCTAVE,
         "segment_frames": C.SEGMENT_FRAMES,
         "segment_stride_frames": C.SEGMENT_STRIDE_FRAMES,
+        "context_frames": C.CONTEXT_FRAMES,
         "default_window_s": C.DEFAULT_WINDOW_S,
         "default_hop_s": C.DEFAULT_HOP_S,
-        "input_normalisation": "log10(mag + 1e-3*mean(mag)) minus segment mean (dawemo.frontend.normalize_segments)",
+        "input_normalisation": "log10(mag + 1e-3*mean(context)) minus mean log of context, context = the "
+                               "context_frames frames ending with the segment (dawemo.frontend.network_input)",
     }
     meta.update(extra or {})
     return meta

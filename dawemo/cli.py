@@ -1,0 +1,436 @@
+"""The ``dawemo`` command line: one function per subcommand, registered in ``COMMANDS``.
+
+To add a subcommand, write ``configure_<name>(parser)`` (its arguments) and ``run_<name>(args)
+-> exit code``, and add a ``Command`` entry to ``COMMANDS``. Import numpy, onnxruntime,
+matplotlib and torch inside the run function only, so that ``dawemo --help`` stays fast.
+
+Exit codes: 0 success, 1 some input file failed, 2 usage error, missing/broken model or
+unwritable output, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TextIO
+
+from dawemo import __version__
+from dawemo import constants as C
+
+EXIT_OK = 0
+EXIT_FILE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+PROG = "dawemo"
+
+# Used when pedalboard cannot list its readable formats (it reads these on every platform).
+FALLBACK_AUDIO_EXTENSIONS = (".aif", ".aiff", ".flac", ".mp3", ".ogg", ".wav")
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+# For --help only (the model file's own values are used for the analysis).
+SEGMENT_S = C.SEGMENT_FRAMES * C.HOP_SIZE / C.SAMPLE_RATE
+SEGMENT_STRIDE_S = C.SEGMENT_STRIDE_FRAMES * C.HOP_SIZE / C.SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: one-line help, argument setup and the function that runs it (returns the exit code)."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str = ""
+
+
+class UsageError(Exception):
+    """A bad option or output path found after parsing; exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers shared by subcommands
+
+
+def print_error(message: str, stream: TextIO | None = None) -> None:
+    """One-line ``dawemo: error: <message>`` on stderr."""
+    print(f"{PROG}: error: {message}", file=stream or sys.stderr, flush=True)
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def check_output_path(path: Path, what: str) -> None:
+    """Fail early (before minutes of analysis) when ``path`` cannot be written.
+
+    Raises:
+        UsageError: the folder is missing or read-only, or the path is a folder.
+    """
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"cannot write {what} {path}: it is a directory")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {what} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {what} {path}: directory {parent} is not writable")
+
+
+class Progress:
+    """``[3/10] name.wav`` on stderr: rewritten in place on a terminal, one line each otherwise.
+
+    Args:
+        total: number of items.
+        enabled: False shows nothing (single file, --quiet); messages still print.
+        stream: defaults to sys.stderr at call time (so pytest's capture sees it).
+    """
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.in_place = enabled and self.stream.isatty()
+        self._line_open = False
+
+    def show(self, index: int, name: str) -> None:
+        """Announce item ``index`` (0-based)."""
+        if not self.enabled:
+            return
+        text = f"[{index + 1}/{self.total}] {name}"
+        if self.in_place:
+            # Truncate so the line never wraps: a wrapped line cannot be rewritten with \r.
+            width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
+            text = text if len(text) <= width else text[: width - 3] + "..."
+            self.stream.write("\r\x1b[K" + text)
+            self._line_open = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Erase the in-place line before other output reaches the terminal."""
+        if self._line_open:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._line_open = False
+
+    def message(self, text: str) -> None:
+        """A full line (e.g. an error) that stays visible above the progress line."""
+        self.clear()
+        print(text, file=self.stream, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# analyze
+
+
+def configure_analyze(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dawemo analyze``."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", type=Path,
+                        help="audio files (any format pedalboard reads: wav, flac, mp3, ogg, aiff, ...) "
+                             "or directories, searched recursively for audio files")
+    out = parser.add_argument_group("outputs (without any, a short summary per file is printed)")
+    out.add_argument("--json", metavar="OUT", type=Path,
+                     help="write clip summaries and timelines of all files as one JSON document "
+                          "('-' for stdout); written atomically")
+    out.add_argument("--csv", metavar="OUT", type=Path,
+                     help="write one table: a 'summary' row per file, then a 'timeline' row per "
+                          "update ('-' for stdout)")
+    out.add_argument("--plot", metavar="OUT.png", type=Path,
+                     help="write a figure per file: emotion and mid-level curves over time and the "
+                          "clip summary's feature contributions to each emotion. With one input file "
+                          "it is written to OUT.png; with several, to OUT-<file stem>.png next to it "
+                          "(-2, -3... appended to repeated stems). .pdf and .svg also work")
+    analysis = parser.add_argument_group("analysis")
+    analysis.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S, metavar="S",
+                          help="seconds of audio each timeline point describes, at least one model "
+                               f"segment (~{SEGMENT_S:.2f} s) (default {C.DEFAULT_WINDOW_S:g})")
+    analysis.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S, metavar="S",
+                          help="seconds between timeline points, rounded to whole segment strides "
+                               f"(~{SEGMENT_STRIDE_S:.2f} s) (default {C.DEFAULT_HOP_S:g})")
+    analysis.add_argument("--model", metavar="FILE", type=Path,
+                          help="ONNX model made by 'dawemo train' (default: the shipped model)")
+    analysis.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                          help="CPU threads for the model (default 1)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def audio_extensions() -> tuple[str, ...]:
+    """Lower-case file extensions (with dot) that pedalboard can decode here."""
+    try:
+        from pedalboard.io import get_supported_read_formats
+
+        extensions = tuple(sorted({ext.lower() for ext in get_supported_read_formats()}))
+    except Exception:  # older pedalboard without the listing
+        extensions = ()
+    return extensions or FALLBACK_AUDIO_EXTENSIONS
+
+
+def find_audio_files(directory: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """Audio files under ``directory``, sorted, skipping hidden files and folders (e.g. macOS ``._x.wav``)."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / name for name in sorted(files)
+                  if not name.startswith(".") and Path(name).suffix.lower() in extensions]
+    return found
+
+
+def expand_inputs(raw_paths: list[Path], extensions: tuple[str, ...]) -> list[tuple[Path, str | None]]:
+    """PATH arguments -> (file, error) items in order, directories expanded, duplicates dropped.
+
+    A file named explicitly is always tried, whatever its extension; a missing path is kept so
+    that it gets its own per-file error. A directory without audio becomes one failed item.
+    """
+    items: list[tuple[Path, str | None]] = []
+    seen: set[str] = set()
+
+    def add(path: Path, error: str | None) -> None:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            items.append((path, error))
+
+    for path in raw_paths:
+        if path.is_dir():
+            files = find_audio_files(path, extensions)
+            if not files:
+                add(path, f"no audio files found in directory (looked for {' '.join(extensions)})")
+            for file in files:
+                add(file, None)
+        else:
+            add(path, None)
+    return items
+
+
+def plot_targets(out: Path, inputs: list[Path]) -> list[Path]:
+    """Figure path per input: ``out`` for a single input, else ``out-<stem><suffix>`` (unique)."""
+    if len(inputs) == 1:
+        return [out]
+    targets, used = [], set()
+    for path in inputs:
+        stem = path.stem or "audio"
+        candidate, n = f"{out.stem}-{stem}", 1
+        while candidate in used:
+            n += 1
+            candidate = f"{out.stem}-{stem}-{n}"
+        used.add(candidate)
+        targets.append(out.with_name(candidate + out.suffix))
+    return targets
+
+
+def check_analyze_outputs(args: argparse.Namespace) -> None:
+    """Validate --json/--csv/--plot before any work.
+
+    Raises:
+        UsageError: both outputs on stdout, an unknown figure format, or an unwritable path.
+    """
+    stdout_outputs = [name for name in ("json", "csv") if getattr(args, name) == Path("-")]
+    if len(stdout_outputs) > 1:
+        raise UsageError("only one of --json and --csv can write to stdout ('-')")
+    for name in ("json", "csv"):
+        target = getattr(args, name)
+        if target is not None and target != Path("-"):
+            check_output_path(target, f"--{name} output")
+    if args.plot is not None:
+        if args.plot.suffix.lower() not in PLOT_FORMATS:
+            raise UsageError(f"--plot {args.plot}: use a file name ending in {', '.join(PLOT_FORMATS)}")
+        check_output_path(args.plot, "--plot output")
+
+
+def resolve_window(model, window_s: float, hop_s: float) -> tuple[float, float]:
+    """Check --window-s/--hop-s against the model; return (window_s, hop_s) as actually used.
+
+    Raises:
+        UsageError: the window is shorter than one model segment.
+    """
+    from dawemo.analysis import EmotionTracker
+
+    segment_s = model.segment_frames / model.frames_per_s
+    if window_s < segment_s:
+        raise UsageError(f"--window-s must be at least one model segment ({segment_s:.2f} s), got {window_s:g}")
+    try:
+        tracker = EmotionTracker(model, window_s, hop_s)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return tracker.window_s, tracker.hop_s
+
+
+def analyze_file(path: Path, model, window_s: float, hop_s: float):
+    """Decode and analyse one file -> ``report.FileReport``; every failure becomes its ``error``."""
+    import numpy as np
+
+    from dawemo.analysis import analyze_samples
+    from dawemo.audio_io import AudioInputError, load_audio
+    from dawemo.report import FileReport
+
+    def strip_path(message: str) -> str:
+        # load_audio prefixes its messages with the path; the report has a path field already.
+        prefix = f"{path}: "
+        return message[len(prefix):] if message.startswith(prefix) else message
+
+    duration_s = None
+    try:
+        samples = load_audio(path, model.sample_rate)
+        duration_s = len(samples) / model.sample_rate
+        analysis = analyze_samples(samples, model, window_s, hop_s)
+    except (AudioInputError, ValueError) as error:
+        return FileReport(str(path), duration_s, strip_path(str(error)) or type(error).__name__, None)
+    except MemoryError:
+        return FileReport(str(path), duration_s, "out of memory while analysing this file", None)
+    except Exception as error:  # a bug must not stop a batch of hundreds of files
+        reason = str(error).splitlines()[0] if str(error) else ""
+        return FileReport(str(path), duration_s, f"unexpected error ({type(error).__name__}: {reason})", None)
+    values = [analysis.summary_midlevel, analysis.summary_emotions] + \
+        [v for u in analysis.updates for v in (u.midlevel, u.emotions)]
+    if not all(np.all(np.isfinite(v)) for v in values):
+        return FileReport(str(path), duration_s, "the model produced non-finite values", None)
+    return FileReport(str(path), duration_s, None, analysis)
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """``dawemo analyze``: per-file clip summaries and timelines -> stdout / JSON / CSV / figures."""
+    from dawemo import report
+    from dawemo.model import EmotionModel, ModelError
+
+    try:
+        check_analyze_outputs(args)
+        try:
+            model = EmotionModel(args.model, threads=args.threads)
+        except ModelError as error:
+            raise UsageError(str(error)) from None
+        window_s, hop_s = resolve_window(model, args.window_s, args.hop_s)
+    except UsageError as error:
+        print_error(str(error))
+        return EXIT_USAGE
+
+    items = expand_inputs(args.paths, audio_extensions())
+    plots = plot_targets(args.plot, [path for path, _ in items]) if args.plot else [None] * len(items)
+    text_summary = args.json is None and args.csv is None and args.plot is None
+    progress = Progress(len(items), enabled=len(items) > 1 and not args.quiet)
+    document = report.new_document(model, window_s, hop_s)
+    write_failed = False
+
+    for index, ((path, input_error), plot_path) in enumerate(zip(items, plots)):
+        progress.show(index, path.name or str(path))
+        if input_error:
+            result = report.FileReport(str(path), None, input_error, None)
+        else:
+            result = analyze_file(path, model, window_s, hop_s)
+        entry = report.add_file(document, result)
+        if result.error:
+            progress.message(f"{PROG}: error: {path}: {result.error}")
+            continue
+        if plot_path is not None:
+            write_failed |= not write_output(progress, plot_path, "figure",
+                                             lambda target: save_plot(document, entry, target))
+        if text_summary:
+            progress.clear()
+            print(report.format_text_summary(document, entry), flush=True)
+    progress.clear()
+
+    if args.json is not None:
+        write_failed |= not write_output(progress, args.json, "JSON", lambda t: report.write_json(document, t))
+    if args.csv is not None:
+        write_failed |= not write_output(progress, args.csv, "CSV", lambda t: report.write_csv(document, t))
+    if write_failed:
+        return EXIT_USAGE
+    return EXIT_FILE_FAILED if any(f["error"] for f in document["files"]) else EXIT_OK
+
+
+def save_plot(document: dict, entry: dict, target: Path) -> None:
+    """Render and write one file's figure (matplotlib imported only when a plot is asked for)."""
+    from dawemo.plot import save_file_plot
+
+    save_file_plot(document, entry, target)
+
+
+def write_output(progress: Progress, target: Path, what: str, write: Callable[[Path], None]) -> bool:
+    """Run ``write(target)``; on failure print one line and return False."""
+    try:
+        write(target)
+    except OSError as error:
+        progress.message(f"{PROG}: error: cannot write {what} {target}: {error.strerror or error}")
+        return False
+    except Exception as error:  # e.g. a matplotlib failure: report it, keep the other outputs
+        reason = str(error).splitlines()[0] if str(error) else ""
+        progress.message(f"{PROG}: error: cannot write {what} {target}: {type(error).__name__}: {reason}")
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Command table and entry point
+
+COMMANDS: dict[str, Command] = {
+    "analyze": Command(
+        help="emotions and mid-level features of audio files, explained (JSON, CSV, figures)",
+        description="Analyse audio files: a clip summary and a timeline of 8 emotions (1-9 rating "
+                    "scale) and 7 mid-level features (0-1) per file. Emotions are bias + sum of "
+                    "weight x feature, so every value can be explained. Timeline times are the END "
+                    "of each analysis window (causal, as in live use). Exit status: 0 all files "
+                    "analysed, 1 some file failed (the others are still reported), 2 usage error, "
+                    "missing/broken model or unwritable output.",
+        configure=configure_analyze,
+        run=run_analyze,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per ``COMMANDS`` entry."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Explainable music emotion recognition: mid-level features -> emotions.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.description or command.help)
+        command.configure(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return its exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits 2 on usage errors, 0 after --help
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout piped into e.g. `head`: stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FILE_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

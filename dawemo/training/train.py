@@ -1,0 +1,153 @@
+"""Joint training (A2Mid2E-Joint): emotion regression on Soundtracks + mid-level ranking on contrast pairs.
+
+Every input goes through ``dawemo.frontend`` exactly as at run time: linear filterbank
+magnitudes are cut into segments and normalised with ``normalize_segments``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dawemo import constants as C
+from dawemo.frontend import network_input, segment_starts
+from dawemo.training.net import MidlevelEmotionNet
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 16
+    segments_per_window: int = 4
+    window_frames: int = 313  # 10 s crops
+    pairs_per_batch: int = 16
+    ranking_weight: float = 1.0
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    width: int = 16
+    dropout: float = 0.3
+    band_shift: int = 2  # random transposition by up to +-1 semitone (24 bands per octave)
+    context_frames: int = C.CONTEXT_FRAMES
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ContrastPairs:
+    """Mid-level supervision: for each pair, the clip with more of ``quality`` and the one with less."""
+
+    quality_index: np.ndarray  # (n,) index into MIDLEVEL_NAMES
+    more: list[np.ndarray]  # (n_frames, n_bands) linear filterbank magnitudes
+    less: list[np.ndarray]
+
+
+def _shift_bands(segments: np.ndarray, shift: int) -> np.ndarray:
+    """Transpose (..., frames, bands) magnitudes by ``shift`` bands, repeating the edge band."""
+    if shift == 0:
+        return segments
+    shifted = np.roll(segments, shift, axis=-1)
+    if shift > 0:
+        shifted[..., :shift] = segments[..., :1]
+    else:
+        shifted[..., shift:] = segments[..., -1:]
+    return shifted
+
+
+def _random_window_input(spec: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """K random segments of a random crop, transposed by a random shift: (K, 1, bands, frames)."""
+    seg = C.SEGMENT_FRAMES
+    crop = min(config.window_frames, len(spec))
+    crop_start = rng.integers(0, len(spec) - crop + 1)
+    starts = crop_start + rng.integers(0, crop - seg + 1, size=config.segments_per_window)
+    shift = int(rng.integers(-config.band_shift, config.band_shift + 1))
+    return network_input(_shift_bands(spec, shift), starts, seg, config.context_frames)
+
+
+def _pair_batch(pairs: ContrastPairs, config: TrainConfig, rng: np.random.Generator):
+    idx = rng.integers(0, len(pairs.quality_index), size=config.pairs_per_batch)
+    more, less = [], []
+    for i in idx:
+        a, b = pairs.more[i], pairs.less[i]
+        start = rng.integers(0, min(len(a), len(b)) - C.SEGMENT_FRAMES + 1, size=1)
+        shift = int(rng.integers(-config.band_shift, config.band_shift + 1))
+        more.append(network_input(_shift_bands(a, shift), start, C.SEGMENT_FRAMES, config.context_frames))
+        less.append(network_input(_shift_bands(b, shift), start, C.SEGMENT_FRAMES, config.context_frames))
+    return (torch.from_numpy(np.concatenate(more)), torch.from_numpy(np.concatenate(less)),
+            torch.from_numpy(pairs.quality_index[idx]))
+
+
+def ranking_loss(net: MidlevelEmotionNet, more: torch.Tensor, less: torch.Tensor,
+                 quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logistic pairwise loss: the named quality's logit must be higher on the ``more`` clip."""
+    logits = net.segment_logits(torch.cat([more, less]))
+    n = len(quality)
+    margin = logits[:n].gather(1, quality[:, None]) - logits[n:].gather(1, quality[:, None])
+    return F.softplus(-margin).mean(), (margin > 0).float().mean()
+
+
+def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: ContrastPairs | None,
+                config: TrainConfig, log=print) -> MidlevelEmotionNet:
+    """Train from scratch with a fixed seed.
+
+    Args:
+        spectrograms: per clip (n_frames, n_bands) linear filterbank magnitudes.
+        ratings: (n_clips, 8) emotion ratings on the 1-9 scale.
+        pairs: mid-level contrast pairs, or None for emotion-only training.
+    """
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    mean = torch.tensor(ratings.mean(axis=0))
+    std = torch.tensor(ratings.std(axis=0) + 1e-6)
+    targets = (torch.tensor(ratings) - mean) / std
+    net = MidlevelEmotionNet(config.width, config.dropout, mean, std)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = int(np.ceil(len(spectrograms) / config.batch_size))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate,
+                                                   total_steps=config.epochs * steps_per_epoch, pct_start=0.1)
+    started = time.time()
+    for epoch in range(config.epochs):
+        net.train()
+        order = rng.permutation(len(spectrograms))
+        totals = np.zeros(3)
+        for step in range(steps_per_epoch):
+            batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+            windows = np.stack([_random_window_input(spectrograms[i], config, rng) for i in batch])
+            _, predicted = net(torch.from_numpy(windows))
+            loss = emotion_loss = F.mse_loss(predicted, targets[batch])
+            rank_loss = rank_acc = torch.tensor(0.0)
+            if pairs is not None and config.ranking_weight > 0:
+                rank_loss, rank_acc = ranking_loss(net, *_pair_batch(pairs, config, rng))
+                loss = loss + config.ranking_weight * rank_loss
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            totals += [emotion_loss.item(), rank_loss.item(), rank_acc.item()]
+        totals /= steps_per_epoch
+        if log and (epoch % 5 == 4 or epoch == config.epochs - 1):
+            log(f"epoch {epoch + 1}/{config.epochs}  emotion mse {totals[0]:.3f}  ranking loss {totals[1]:.3f} "
+                f"(pairs ordered {totals[2]:.0%})  {time.time() - started:.0f} s")
+    return net.eval()
+
+
+@torch.no_grad()
+def predict_clips(net: MidlevelEmotionNet, spectrograms: list[np.ndarray],
+                  context_frames: int = C.CONTEXT_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-clip predictions, as ``dawemo analyze`` summarises a file: (n, 7) features, (n, 8) emotions."""
+    net.eval()
+    midlevel = []
+    for spec in spectrograms:
+        starts = segment_starts(len(spec))
+        if len(starts) == 0:  # shorter than one segment: pad by repetition (training data only)
+            spec = np.concatenate([spec] * int(np.ceil(C.SEGMENT_FRAMES / len(spec))))
+            starts = segment_starts(len(spec))
+        logits = net.segment_logits(torch.from_numpy(network_input(spec, starts, C.SEGMENT_FRAMES, context_frames)))
+        midlevel.append(torch.sigmoid(logits.mean(dim=0)))
+    midlevel = torch.stack(midlevel)
+    return midlevel.numpy(), net.emotions(midlevel).numpy()
