@@ -381,6 +381,77 @@ def write_output(progress: Progress, target: Path, what: str, write: Callable[[P
 
 
 # ----------------------------------------------------------------------------------------------
+# dawemo demo / bench / train
+
+
+def configure_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="folder to write (default %(default)s)")
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Generate the demo clip and analyse it into JSON, CSV and a figure."""
+    from dawemo.demo import write_demo_clip
+
+    clip = write_demo_clip(args.out / "demo.wav")
+    print(f"wrote {clip} (30 s: a calm passage that turns tense)")
+    argv = ["analyze", str(clip), "--json", str(args.out / "analysis.json"), "--csv", str(args.out / "analysis.csv"),
+            "--plot", str(args.out / "analysis.png")]
+    if args.model:
+        argv += ["--model", str(args.model)]
+    code = main(argv)
+    if code == 0:
+        main(["analyze", str(clip)] + (["--model", str(args.model)] if args.model else []))
+        print(f"wrote {args.out}/analysis.json, analysis.csv and analysis.png")
+    return code
+
+
+def configure_bench(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+    parser.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S)
+    parser.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S)
+    parser.add_argument("--updates", type=positive_int, default=200, help="updates to time (default %(default)s)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime threads (default 1)")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Cost per update of the shipped model against the paper-size VGG reference."""
+    import json
+
+    from dawemo.bench import format_report, run_benchmark
+    from dawemo.model import ModelError
+
+    try:
+        result = run_benchmark(args.model, args.window_s, args.hop_s, args.updates, args.threads)
+    except (ModelError, ValueError) as error:
+        print_error(str(error))
+        return EXIT_USAGE
+    print(json.dumps(result, indent=1) if args.json else format_report(result))
+    return 0
+
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    try:
+        from dawemo.training.command import configure
+    except ImportError:  # the train extra is missing: say so when the command runs
+        return
+    configure(parser)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, cross-validate and export the model (needs the ``train`` extra)."""
+    try:
+        import torch  # noqa: F401
+
+        from dawemo.training.command import run
+    except ImportError as error:
+        print_error(f"training needs the train extra: pip install 'dawemo[train]' ({error})")
+        return EXIT_USAGE
+    return run(args)
+
+
+# ----------------------------------------------------------------------------------------------
 # Command table and entry point
 
 COMMANDS: dict[str, Command] = {
@@ -394,6 +465,21 @@ COMMANDS: dict[str, Command] = {
                     "missing/broken model or unwritable output.",
         configure=configure_analyze,
         run=run_analyze,
+    ),
+    "demo": Command(
+        help="generate a demo clip and analyse it (JSON, CSV, figure)",
+        configure=configure_demo,
+        run=run_demo,
+    ),
+    "bench": Command(
+        help="analysis cost per update: shipped model vs the paper-size VGG",
+        configure=configure_bench,
+        run=run_bench,
+    ),
+    "train": Command(
+        help="rebuild the model from scratch and cross-validate it (needs the train extra)",
+        configure=configure_train,
+        run=run_train,
     ),
 }
 

@@ -32,7 +32,8 @@ MIDLEVEL_QUESTIONS = {
 }
 
 # Spectrogram front-end (after Chowdhury et al. 2019: 22.05 kHz mono, 2048-sample frames,
-# ~31.25 frames/s, 24 bands per octave between 20 Hz and 16 kHz -> 149 bands).
+# ~31.25 frames/s, 24 bands per octave between 20 Hz and 16 kHz -> 149 bands; centres above
+# Nyquist, 11.025 kHz, fall on the last FFT bins and are merged, as in the paper's madmom setup).
 SAMPLE_RATE = 22050
 FRAME_SIZE = 2048
 HOP_SIZE = 705  # samples; 31.28 frames/s

@@ -7,7 +7,7 @@ magnitudes are cut into segments and normalised with ``normalize_segments``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,27 +15,8 @@ import torch.nn.functional as F
 
 from dawemo import constants as C
 from dawemo.frontend import network_input, segment_starts
+from dawemo.training.config import TrainConfig
 from dawemo.training.net import MidlevelEmotionNet
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 40
-    batch_size: int = 16
-    segments_per_window: int = 4
-    window_frames: int = 313  # 10 s crops
-    pairs_per_batch: int = 16
-    ranking_weight: float = 1.0
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    width: int = 16
-    dropout: float = 0.3
-    band_shift: int = 2  # random transposition by up to +-1 semitone (24 bands per octave)
-    context_frames: int = C.CONTEXT_FRAMES
-    seed: int = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -91,14 +72,23 @@ def ranking_loss(net: MidlevelEmotionNet, more: torch.Tensor, less: torch.Tensor
     return F.softplus(-margin).mean(), (margin > 0).float().mean()
 
 
+@dataclass
+class RatedMidlevel:
+    """Clips with human mid-level ratings (the Mid-level Perceptual Features dataset), when available."""
+
+    spectrograms: list[np.ndarray]
+    ratings: np.ndarray  # (n, 7) in [0, 1], MIDLEVEL_NAMES order
+
+
 def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: ContrastPairs | None,
-                config: TrainConfig, log=print) -> MidlevelEmotionNet:
+                config: TrainConfig, log=print, rated_midlevel: RatedMidlevel | None = None) -> MidlevelEmotionNet:
     """Train from scratch with a fixed seed.
 
     Args:
         spectrograms: per clip (n_frames, n_bands) linear filterbank magnitudes.
         ratings: (n_clips, 8) emotion ratings on the 1-9 scale.
         pairs: mid-level contrast pairs, or None for emotion-only training.
+        rated_midlevel: clips with mid-level ratings, regressed directly (MSE on the features).
     """
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -124,6 +114,11 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
             if pairs is not None and config.ranking_weight > 0:
                 rank_loss, rank_acc = ranking_loss(net, *_pair_batch(pairs, config, rng))
                 loss = loss + config.ranking_weight * rank_loss
+            if rated_midlevel is not None:
+                picked = rng.integers(0, len(rated_midlevel.ratings), size=config.batch_size)
+                clips = np.stack([_random_window_input(rated_midlevel.spectrograms[i], config, rng) for i in picked])
+                features, _ = net(torch.from_numpy(clips))
+                loss = loss + F.mse_loss(features, torch.from_numpy(rated_midlevel.ratings[picked]).float())
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

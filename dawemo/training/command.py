@@ -1,0 +1,152 @@
+"""``dawemo train``: rebuild the shipped model from scratch, with its cross-validation report.
+
+    dawemo train --out models/dawemo-midlevel-emotion.onnx --report models/evaluation.json
+
+Everything is seeded: the same command on the same data and library versions gives the same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from dawemo import constants as C
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from dawemo.training.config import TrainConfig
+
+    defaults = TrainConfig()
+    parser.add_argument("--soundtracks", type=Path, default=None,
+                        help="Soundtracks folder (ratings.csv, tracklist.csv, audio/); default ../shared/data/soundtracks")
+    parser.add_argument("--corpus", type=Path, default=Path("cache/midlevel_corpus"),
+                        help="generated contrast-pair corpus; made here if missing (default %(default)s)")
+    parser.add_argument("--pairs-per-quality", type=int, default=150,
+                        help="size of a newly generated corpus (default %(default)s)")
+    parser.add_argument("--midlevel-dataset", type=Path, default=None,
+                        help="Mid-level Perceptual Features dataset folder, if you have it (its 'soundtracks' "
+                             "clips are left out)")
+    parser.add_argument("--cache", type=Path, default=Path("cache"), help="spectrogram cache (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("models") / C.MODEL_FILENAME, help="ONNX file to write")
+    parser.add_argument("--report", type=Path, default=Path("models/evaluation.json"),
+                        help="evaluation report (JSON) to write")
+    parser.add_argument("--cv", type=int, default=10, help="folds of plain cross-validation (0: skip)")
+    parser.add_argument("--grouped-cv", type=int, default=5, help="folds of album-grouped cross-validation (0: skip)")
+    parser.add_argument("--no-final", action="store_true", help="only cross-validate, do not train/export the model")
+    parser.add_argument("--workers", type=int, default=2, help="folds trained in parallel (one thread each)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--width", type=int, default=defaults.width)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--version", dest="model_version", default="1", help="version written into the model")
+
+
+def _load_pairs(corpus: Path, pairs_per_quality: int, seed: int, cache: Path):
+    import numpy as np
+
+    from dawemo.audio_io import load_audio
+    from dawemo.frontend import spectrogram
+    from dawemo.training import midlevel_corpus
+    from dawemo.training.train import ContrastPairs
+
+    manifest = corpus / midlevel_corpus.MANIFEST_NAME
+    if not manifest.exists():
+        print(f"generating the mid-level contrast corpus in {corpus} ...", flush=True)
+        midlevel_corpus.generate_corpus(corpus, pairs_per_quality, seed)
+    records = midlevel_corpus.load_manifest(manifest)
+    key = hashlib.sha1(manifest.read_bytes()).hexdigest()[:12]
+    cached = cache / f"corpus_spectrograms_{key}.npz"
+    if cached.exists():
+        stored = np.load(cached)
+        more = [stored[f"{r.pair_id}_more"] for r in records]
+        less = [stored[f"{r.pair_id}_less"] for r in records]
+    else:
+        more = [spectrogram(load_audio(r.more_path)) for r in records]
+        less = [spectrogram(load_audio(r.less_path)) for r in records]
+        arrays = {f"{r.pair_id}_more": m for r, m in zip(records, more)}
+        arrays.update({f"{r.pair_id}_less": l for r, l in zip(records, less)})
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cached, **arrays)
+    quality = np.array([C.MIDLEVEL_NAMES.index(r.quality) for r in records], dtype=np.int64)
+    return ContrastPairs(quality, more, less), key
+
+
+def _summary_line(name: str, result: dict) -> str:
+    pooled = result["pooled"]
+    per_emotion = "  ".join(f"{k} {v:.2f}" for k, v in pooled["pearson_r"].items())
+    return (f"{name}: mean r {pooled['mean_r']:.3f} (per-fold mean {result['per_fold_mean_r']['mean']:.3f} "
+            f"+- {result['per_fold_mean_r']['std']:.3f}), dominant emotion agreement "
+            f"{pooled['dominant_emotion_agreement']:.0%}\n    {per_emotion}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from dawemo.training.evaluate import cross_validate, grouped_kfold_splits, kfold_splits
+    from dawemo.training.export import export_onnx
+    from dawemo.training.soundtracks import load_soundtracks
+    from dawemo.training.config import TrainConfig
+    from dawemo.training.train import RatedMidlevel, train_model
+
+    started = time.time()
+    config = TrainConfig(epochs=args.epochs, width=args.width, seed=args.seed)
+    try:
+        data = load_soundtracks(args.soundtracks, args.cache,
+                                progress=lambda i, n: print(f"\rdecoding soundtracks {i}/{n}", end="", file=sys.stderr))
+    except FileNotFoundError as error:
+        print(f"dawemo: error: {error}", file=sys.stderr)
+        return 2
+    pairs, corpus_key = _load_pairs(args.corpus, args.pairs_per_quality, args.seed, args.cache)
+    rated = None
+    if args.midlevel_dataset:
+        from dawemo.training.midlevel_dataset import load_midlevel_dataset, spectrograms
+
+        clips = load_midlevel_dataset(args.midlevel_dataset)
+        rated = RatedMidlevel(spectrograms(clips, args.cache), np.stack([c.ratings for c in clips]))
+    print(f"{len(data.ids)} rated excerpts, {len(pairs.quality_index)} contrast pairs"
+          + (f", {len(rated.ratings)} clips with mid-level ratings" if rated else ""), flush=True)
+    report = {"config": config.as_dict(), "soundtracks": {"n_excerpts": len(data.ids), "n_albums": len(set(data.albums))},
+              "corpus": {"n_pairs": int(len(pairs.quality_index)), "manifest_sha1": corpus_key},
+              "torch": torch.__version__}
+    if rated is not None:
+        report["midlevel_dataset"] = {"n_clips": int(len(rated.ratings))}
+        if args.cv or args.grouped_cv:
+            print("note: cross-validation below trains without the rated mid-level clips", file=sys.stderr)
+    schemes = []
+    if args.cv:
+        schemes.append(("cv", f"{args.cv}-fold CV", kfold_splits(len(data.ids), args.cv, args.seed)))
+    if args.grouped_cv:
+        schemes.append(("album_grouped_cv", f"album-grouped {args.grouped_cv}-fold CV",
+                        grouped_kfold_splits(data.albums, args.grouped_cv, args.seed)))
+    for key, name, splits in schemes:
+        print(f"{name} ...", flush=True)
+        report[key] = cross_validate(data.spectrograms, data.ratings, pairs, config, splits, args.workers)
+        print(_summary_line(name, report[key]), flush=True)
+        _write_report(args.report, report)
+    if not args.no_final:
+        print("training the final model on all excerpts ...", flush=True)
+        torch.set_num_threads(max(1, args.workers))
+        net = train_model(data.spectrograms, data.ratings, pairs, config, rated_midlevel=rated)
+        summary = {k: {"mean_r": report[k]["pooled"]["mean_r"],
+                       "dominant_emotion_agreement": report[k]["pooled"]["dominant_emotion_agreement"]}
+                   for k, _, _ in schemes}
+        export_onnx(net, args.out, version=args.model_version, context_frames=config.context_frames,
+                    extra_metadata={"training": {"config": config.as_dict(), "evaluation": summary,
+                                                 "corpus_manifest_sha1": corpus_key}})
+        report["model_file"] = str(args.out)
+        print(f"wrote {args.out}", flush=True)
+    report["seconds"] = round(time.time() - started)
+    _write_report(args.report, report)
+    print(f"wrote {args.report} ({report['seconds']} s)")
+    return 0
+
+
+def _write_report(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(path)

@@ -1,0 +1,27 @@
+"""Training hyper-parameters (importable without PyTorch, for the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from dawemo import constants as C
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 16
+    segments_per_window: int = 4
+    window_frames: int = 313  # 10 s crops
+    pairs_per_batch: int = 16
+    ranking_weight: float = 1.0
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    width: int = 16
+    dropout: float = 0.3
+    band_shift: int = 2  # random transposition by up to +-1 semitone (24 bands per octave)
+    context_frames: int = C.CONTEXT_FRAMES
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,125 @@
+"""Train tiny, export, compare: ONNX Runtime equals PyTorch, metadata is complete, no train/serve skew."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training tests need the train extra (pip install -e .[train])")
+pytest.importorskip("onnx", reason="export needs onnx (pip install -e .[train])")
+
+from dawemo import constants as C  # noqa: E402
+from dawemo.analysis import EmotionTracker, analyze_samples  # noqa: E402
+from dawemo.frontend import spectrogram  # noqa: E402
+from dawemo.model import EmotionModel  # noqa: E402
+from dawemo.training.config import TrainConfig  # noqa: E402
+from dawemo.training.export import export_onnx  # noqa: E402
+from dawemo.training.train import ContrastPairs, predict_clips, train_model  # noqa: E402
+
+
+def clip(seed: int, duration_s: float = 8.0) -> np.ndarray:
+    """Random chords with a random tempo of noise bursts, so clips differ audibly."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration_s * C.SAMPLE_RATE)) / C.SAMPLE_RATE
+    freqs = 110 * 2 ** (rng.integers(0, 24, size=3) / 12)
+    tonal = sum(np.sin(2 * np.pi * f * t) for f in freqs)
+    pulse = (np.sin(2 * np.pi * rng.uniform(1, 6) * t) > 0.9) * rng.standard_normal(len(t))
+    return (0.1 * tonal * rng.uniform(0.2, 1) + 0.2 * pulse * rng.uniform(0, 1)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(1)
+    clips = [clip(seed) for seed in range(12)]
+    spectrograms = [spectrogram(x) for x in clips]
+    rng = np.random.default_rng(0)
+    ratings = rng.uniform(1, 9, size=(12, 8)).astype(np.float32)
+    pairs = ContrastPairs(np.arange(7) % 7, [spectrograms[i] for i in range(7)],
+                          [spectrograms[i + 1] for i in range(7)])
+    config = TrainConfig(epochs=2, batch_size=4, pairs_per_batch=4, width=4, seed=1, context_frames=200)
+    net = train_model(spectrograms, ratings, pairs, config, log=None)
+    path = export_onnx(net, tmp_path_factory.mktemp("export") / "model.onnx", version="test",
+                       context_frames=config.context_frames)
+    return net, path, clips, spectrograms, config
+
+
+def test_onnx_runtime_matches_pytorch(trained):
+    net, path, _, spectrograms, _ = trained
+    from dawemo.frontend import network_input, segment_starts
+
+    segments = network_input(spectrograms[0], segment_starts(len(spectrograms[0])), context_frames=200)
+    model = EmotionModel(path, use_gpu=False)
+    onnx_logits, onnx_mid, onnx_emotions = model.session.run(None, {"segments": segments})
+    with torch.no_grad():
+        logits = net.segment_logits(torch.from_numpy(segments))
+        mid = torch.sigmoid(logits.mean(0))
+        emotions = net.emotions(mid)
+    np.testing.assert_allclose(onnx_logits, logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(onnx_mid, mid.numpy(), atol=1e-4)
+    np.testing.assert_allclose(onnx_emotions, emotions.numpy(), atol=1e-4)
+    # The explanation in the metadata reproduces the graph's emotions exactly.
+    np.testing.assert_allclose(model.emotions_from_midlevel(onnx_mid), onnx_emotions, atol=1e-4)
+
+
+def test_metadata_carries_everything_the_runtime_needs(trained):
+    net, path, *_ = trained
+    import onnx
+
+    meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["dawemo"])
+    assert meta["midlevel_names"] == list(C.MIDLEVEL_NAMES)
+    assert meta["emotion_names"] == list(C.EMOTION_NAMES)
+    assert meta["emotion_scale"] == [1.0, 9.0] and meta["midlevel_scale"] == [0.0, 1.0]
+    assert (meta["sample_rate"], meta["frame_size"], meta["hop_size"], meta["n_bands"]) == (22050, 2048, 705, 149)
+    assert meta["segment_frames"] == C.SEGMENT_FRAMES and meta["default_window_s"] == C.DEFAULT_WINDOW_S
+    weight, bias = net.linear_emotion_map()
+    np.testing.assert_allclose(np.array(meta["emotion_weights"]), weight.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.array(meta["emotion_bias"]), bias.numpy(), rtol=1e-6)
+    assert np.array(meta["emotion_weights"]).shape == (8, 7)
+
+
+def test_runtime_prediction_equals_training_prediction(trained):
+    """Same audio through the training code (PyTorch) and the runtime path (ONNX Runtime): same answer."""
+    net, path, clips, spectrograms, config = trained
+    model = EmotionModel(path, use_gpu=False)
+    train_mid, train_emotions = predict_clips(net, spectrograms[:3], config.context_frames)
+    for k in range(3):
+        analysis = analyze_samples(clips[k], model)
+        np.testing.assert_allclose(analysis.summary_midlevel, train_mid[k], atol=1e-4)
+        np.testing.assert_allclose(analysis.summary_emotions, train_emotions[k], atol=1e-4)
+
+
+@pytest.mark.parametrize("block", [512, 4410, 22050])
+def test_streaming_equals_batch(trained, block):
+    _, path, clips, *_ = trained
+    model = EmotionModel(path, use_gpu=False)
+    audio = np.concatenate(clips[:3])
+    batch = analyze_samples(audio, model, window_s=6.0, hop_s=0.5)
+    tracker = EmotionTracker(model, window_s=6.0, hop_s=0.5)
+    streamed = [u for i in range(0, len(audio), block) for u in tracker.process(audio[i : i + block])]
+    assert len(streamed) == len(batch.updates) > 10
+    for a, b in zip(streamed, batch.updates):
+        assert a.time_s == pytest.approx(b.time_s)
+        np.testing.assert_allclose(a.emotions, b.emotions, atol=1e-4)
+        np.testing.assert_allclose(a.midlevel, b.midlevel, atol=1e-5)
+    times = [u.time_s for u in streamed]
+    assert np.all(np.diff(times) > 0) and times[-1] <= len(audio) / C.SAMPLE_RATE
+
+
+def test_gain_does_not_change_the_answer(trained):
+    _, path, clips, *_ = trained
+    model = EmotionModel(path, use_gpu=False)
+    reference = analyze_samples(clips[0], model).summary_emotions
+    for gain_db in (-20.0, 6.0):
+        scaled = analyze_samples(clips[0] * 10 ** (gain_db / 20), model).summary_emotions
+        np.testing.assert_allclose(scaled, reference, atol=1e-3)
+
+
+def test_training_is_reproducible(trained):
+    net, _, _, spectrograms, config = trained
+    ratings = np.random.default_rng(0).uniform(1, 9, size=(12, 8)).astype(np.float32)
+    pairs = ContrastPairs(np.arange(7) % 7, [spectrograms[i] for i in range(7)], [spectrograms[i + 1] for i in range(7)])
+    again = train_model(spectrograms, ratings, pairs, config, log=None)
+    for a, b in zip(net.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(a, b)
