@@ -9,6 +9,17 @@ import time
 import uuid
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to stop jackd when the process that started it dies."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class JackServerError(Exception):
     """jackd is missing or did not start; the message says why."""
 
@@ -39,10 +50,14 @@ class DummyJackServer:
         self._process = subprocess.Popen(
             [jackd, "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(self.sample_rate),
              "-p", str(self.period_frames)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
         self._previous_env = os.environ.get("JACK_DEFAULT_SERVER")
         os.environ["JACK_DEFAULT_SERVER"] = self.name
-        self._wait_until_ready()
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def _wait_until_ready(self, timeout_s: float = 10.0) -> None:
@@ -59,14 +74,15 @@ class DummyJackServer:
                 return
             except jack.JackError:
                 time.sleep(0.1)
-        self.__exit__(None, None, None)
         raise JackServerError(f"jackd did not start within {timeout_s:.0f} s")
 
     def __exit__(self, *exc) -> None:
         if self._process is not None:
             self._process.terminate()
             try:
-                self._process.wait(timeout=5)
+                # jackd may take ~6 s to exit after a client died; a SIGKILL before that leaves a
+                # stale entry in JACK's machine-wide table of (at most 8) servers.
+                self._process.wait(timeout=12)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
