@@ -40,11 +40,21 @@ SAMPLE_RATE = C.SAMPLE_RATE
 CLIP_S = 4.0
 CLIP_SAMPLES = int(round(CLIP_S * SAMPLE_RATE))  # 88200
 PRE_ROLL_S = 0.5  # music (and reverb) already running when the clip starts, as in an excerpt
-LEAD_IN_S = 0.05  # program changes settle before the first note of a slot
+LEAD_IN_S = 0.04  # program changes settle before the first note (882 samples, a whole ms count)
 STOP_MARGIN_S = 0.05  # notes sound a little past the clip end before "all sound off"
 SLOT_GAP_S = 0.1  # silence between slots (voices are already stopped)
-SLOT_S = LEAD_IN_S + PRE_ROLL_S + CLIP_S + STOP_MARGIN_S + SLOT_GAP_S
-MIDI_TICKS_PER_S = 960  # 480 ticks per beat at the default 120 BPM
+# FluidSynth dispatches MIDI events at 64-sample block starts and counts time in whole ms. Slots
+# that start on both grids (lcm(64, 441 samples = 20 ms) = 28224 samples) time their notes the
+# same whatever their position, so a clip hardly depends on the batch it was rendered in (what
+# differs, from voices reused inside FluidSynth, is below -35 dB of the clip).
+SLOT_ALIGN_SAMPLES = 28224
+SLOT_SAMPLES = math.ceil((LEAD_IN_S + PRE_ROLL_S + CLIP_S + STOP_MARGIN_S + SLOT_GAP_S) * SAMPLE_RATE
+                         / SLOT_ALIGN_SAMPLES) * SLOT_ALIGN_SAMPLES
+SLOT_S = SLOT_SAMPLES / SAMPLE_RATE  # 5.12 s
+# The very first note FluidSynth plays starts a few samples late; slot 0 plays a warm-up note
+# so that every clip renders the same in any slot.
+FIRST_SLOT = 1
+MIDI_TICKS_PER_S = 1000  # 500 ticks per beat at 120 BPM: one tick per ms
 CLIPS_PER_BATCH = 96  # one FluidSynth run; ~80 MB of float stereo audio
 
 PARTS = ("melody", "chords", "bass", "double", "layer", "drums")
@@ -71,7 +81,7 @@ GM_NAMES = {
     81: "Lead 2 (sawtooth)", 88: "Pad 1 (new age)", 89: "Pad 2 (warm)", 90: "Pad 3 (polysynth)",
     91: "Pad 4 (choir)",
 }
-MELODY_PROGRAMS = (0, 1, 4, 5, 6, 11, 12, 16, 21, 22, 24, 26, 27, 40, 41, 52, 53, 54, 56, 60,
+MELODY_PROGRAMS = (0, 1, 4, 5, 6, 11, 12, 16, 21, 22, 24, 26, 27, 40, 41, 53, 54, 56, 60,
                    64, 65, 66, 68, 71, 73, 75, 80, 81)
 CHORD_PROGRAMS = (0, 1, 4, 5, 6, 16, 19, 21, 24, 25, 27, 46, 48, 49, 50, 52, 61, 88, 89, 90, 91)
 BASS_PROGRAMS = (32, 33, 34, 35, 38, 42, 43, 58, 70, 0)
@@ -92,12 +102,12 @@ PROGRAM_LEVEL_DB = {
 }
 QUIETEST_PROGRAM_DB = min(PROGRAM_LEVEL_DB.values())
 # Voice-like or wind/string leads make the most singable melodies.
-SINGING_PROGRAMS = (52, 53, 54, 40, 41, 56, 60, 64, 65, 66, 68, 71, 73, 75, 80, 22, 21)
+SINGING_PROGRAMS = (53, 54, 40, 41, 56, 60, 64, 65, 66, 68, 71, 73, 75, 80, 22, 21)
 DRUM_KITS = {0: "Standard", 8: "Room", 16: "Power", 24: "Electronic", 25: "TR-808", 32: "Jazz",
              40: "Brush", 48: "Orchestra"}
 
-KICK, SIDE_STICK, SNARE, CLAP, CLOSED_HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
-RIDE, TAMBOURINE, COWBELL, HIGH_CONGA, LOW_CONGA, CLAVES, HIGH_WOODBLOCK = 51, 54, 56, 63, 64, 75, 76
+KICK, SIDE_STICK, SNARE, CLOSED_HAT = 36, 37, 38, 42  # GM drum keys (channel 10)
+HIGH_CONGA, LOW_CONGA, CLAVES = 63, 64, 75
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,8 @@ class Effects:
 
 @dataclass
 class PairPlan:
+    """Both clips of one pair with everything they share."""
+
     pair_id: str
     quality: str
     style: Style
@@ -263,6 +275,14 @@ def choose_style(rng: np.random.Generator, quality: str) -> Style:
         "dissonance": ("block", "repeated", "offbeat"),
         "rhythm_complexity": ("repeated",),  # replaced by the contrast itself
     }.get(quality, ("block", "repeated", "arpeggio", "alberti", "offbeat"))
+    programs = choose_programs(rng, quality)
+    if programs["chords"] in SLOW_ATTACK_PROGRAMS:  # pads and slow strings hold their chords
+        accompaniment_options = ("block",)
+    bass_options = ("held", "beats", "root_fifth", "octave_eighths")
+    if quality == "rhythm_stability":
+        bass_options = ("beats", "root_fifth")  # march-like
+    elif programs["bass"] in SLOW_ATTACK_PROGRAMS:
+        bass_options = ("held",)
     return Style(
         tempo_bpm=tempo_bpm,
         tonic_pc=tonic_pc,
@@ -272,14 +292,14 @@ def choose_style(rng: np.random.Generator, quality: str) -> Style:
         beats_per_chord=beats_per_chord,
         n_beats=n_beats,
         tonic_midi=tonic_midi,
-        melody_degree=degree_near(rng.integers(64, 77), tonic_midi),
+        melody_degree=degree_near(rng.integers(60, 81), tonic_midi),
         chord_degree=degree_near(rng.integers(53, 63), tonic_midi),
         bass_degree=degree_near(rng.integers(36, 46), tonic_midi),
-        programs=choose_programs(rng, quality),
+        programs=programs,
         drum_kit=int(rng.choice(list(DRUM_KITS))) if has_drums else None,
         has_bass=quality == "rhythm_stability" or bool(rng.random() < 0.8),
         accompaniment=str(rng.choice(accompaniment_options)),
-        bass_pattern=str(rng.choice(("held", "beats", "root_fifth", "octave_eighths"))),
+        bass_pattern=str(rng.choice(bass_options)),
         drum_pattern="march" if quality == "rhythm_stability" and rng.random() < 0.6 else "groove",
         velocities={"melody": int(rng.integers(85, 111)), "chords": int(rng.integers(55, 81)),
                     "bass": int(rng.integers(70, 96)), "drums": int(rng.integers(60, 101))},
@@ -314,17 +334,39 @@ def diatonic_regions(style: Style, roots: list[int], minor: bool) -> list[Region
     return [Region(i * span, (i + 1) * span, r, 0, mode_scale(style, r, minor)) for i, r in enumerate(roots)]
 
 
+# Pitch-class sets of every major and harmonic-minor key: what "one key" can hold.
+KEY_COLLECTIONS = [frozenset((tonic + step) % 12 for step in scale)
+                   for scale in (MAJOR, HARMONIC_MINOR) for tonic in range(12)]
+
+
+def triad_pitch_classes(root_degree: int, offset_semitones: int, scale: tuple[int, ...]) -> frozenset:
+    """Pitch classes (relative to the pair's tonic) of the triad on ``root_degree``."""
+    return frozenset((offset_semitones + scale[(root_degree + i) % 7]) % 12 for i in (0, 2, 4))
+
+
+def outside_one_key(pitch_classes: frozenset) -> bool:
+    """True when no major or harmonic-minor key holds all of ``pitch_classes``."""
+    return not any(pitch_classes <= key for key in KEY_COLLECTIONS)
+
+
 def wandering_regions(rng: np.random.Generator, regions: list[Region]) -> list[Region]:
-    """The same chords, each moved to a random distant key: no stable tonic remains."""
-    # Steps of a fourth, fifth or unison would keep the old key's chords; everything else wanders.
-    steps = (1, 2, 3, 4, 6, 8, 9, 10, 11)
-    offset = int(rng.integers(12))
-    moved = []
+    """The same chords, each moved to another key so that no two neighbours share a key.
+
+    Every chord keeps its function in its own local key (the melody follows that key), but
+    each pair of neighbouring chords holds pitch classes that no major or harmonic-minor key
+    contains: a chromatic wander with no stable tonic.
+    """
+    moved, previous = [], frozenset()
     for region in regions:
-        offset = (offset + int(rng.choice(steps))) % 12
+        options = [(o, s) for o in range(12) for s in (MAJOR, NATURAL_MINOR)]
+        for i in rng.permutation(len(options)):
+            offset, scale = options[int(i)]
+            chord = triad_pitch_classes(region.root_degree, offset, scale)
+            if not previous or outside_one_key(previous | chord):
+                break
         centred = offset - 12 if offset > 6 else offset  # stay near the original register
-        scale = MAJOR if rng.random() < 0.5 else NATURAL_MINOR
         moved.append(replace(region, offset_semitones=centred, scale=scale))
+        previous = chord
     return moved
 
 
@@ -337,6 +379,7 @@ def region_at(regions: list[Region], beats: float) -> Region:
 
 
 def chord_tones(root_degree: int) -> tuple[int, int, int]:
+    """Degrees (mod 7) of the triad on ``root_degree``."""
     return (root_degree % 7, (root_degree + 2) % 7, (root_degree + 4) % 7)
 
 
@@ -538,7 +581,7 @@ DRUM_PATTERNS = {
     ("complex", 4): [(0, KICK, 1), (.75, KICK, .8), (2.5, KICK, .9), (3.25, KICK, .7),
                      (1, SNARE, .95), (3, SNARE, .95), (1.75, SNARE, .35), (2.25, SNARE, .35), (3.5, SNARE, .4)]
     + [(t, CLOSED_HAT, .75 if t % 1 == 0 else .45) for t in np.arange(0, 4, .25)]
-    + [(t, CLAVES, .7) for t in np.arange(0, 4, 2 / 3)]  # half-note triplets: 3 against 2
+    + [(t, CLAVES, .7) for t in np.arange(0, 4, 2 / 3)]  # quarter triplets: 3 against 2 beats
     + [(t, HIGH_CONGA if i % 2 else LOW_CONGA, .6) for i, t in enumerate((.5, 1.25, 2, 2.75, 3.5))],
 }
 
@@ -565,14 +608,13 @@ def humanise_velocities(rng: np.random.Generator, notes: list[Note]) -> list[Not
     return [replace(n, velocity=int(np.clip(n.velocity + j, 1, 127))) for n, j in zip(notes, jitter)]
 
 
-def common_parts(rng: np.random.Generator, style: Style, regions: list[Region],
-                 accompaniment_pattern: str | None = None) -> list[Note]:
+def common_parts(rng: np.random.Generator, style: Style, regions: list[Region]) -> list[Note]:
     """Melody, accompaniment, bass and drums as the style asks (all in degrees)."""
     patterns = fitting_patterns(MELODY_PATTERNS[style.beats_per_bar], style.beat_s, 0.14, 1.6)
     rhythm = phrase_rhythm(rng, style, patterns)
     degrees = stepwise_degrees(rng, [o for o, _ in rhythm], regions, style.melody_degree)
     notes = melody_notes(rhythm, degrees, style)
-    notes += accompaniment(style, regions, accompaniment_pattern or style.accompaniment)
+    notes += accompaniment(style, regions, style.accompaniment)
     if style.has_bass:
         notes += bass_line(style, regions, style.bass_pattern)
     if style.drum_kit is not None:
@@ -643,6 +685,7 @@ def articulate(notes: list[Note], style: Style, staccato_s: float | None) -> lis
 
 
 def pair_articulation(rng, style):
+    """Same notes: staccato (more) vs held to the next onset (less)."""
     regions = diatonic_regions(style, progression(rng, style, False), style.minor)
     notes = common_parts(rng, style, regions)
     staccato_s = float(rng.uniform(0.07, 0.14))
@@ -653,9 +696,13 @@ def pair_articulation(rng, style):
 
 
 def pair_minorness(rng, style):
+    """Same degrees realised in the parallel minor (more) vs major (less)."""
     roots = progression(rng, style, False)
     major, minor = diatonic_regions(style, roots, False), diatonic_regions(style, roots, True)
-    notes = common_parts(rng, style, major)
+    for _ in range(10):  # the melody should sing the third or sixth that the mode changes
+        notes = common_parts(rng, style, major)
+        if sum(n.part == "melody" and n.degree % 7 in (2, 5) for n in notes) >= 3:
+            break
     times = straight_beat_times(style)
     leading = "harmonic" if style.raised_leading_tone else "natural"
     return Score(notes, minor, times), Score(notes, major, times), f"{leading}_minor/major"
@@ -692,6 +739,7 @@ def doubled(notes: list[Note], regions: list[Region], additions) -> list[Note]:
 
 
 def pair_dissonance(rng, style):
+    """Clustered chords, harsh doublings, detuning (more) vs triads with consonant doublings (less)."""
     regions = diatonic_regions(style, progression(rng, style, False), style.minor)
     notes = common_parts(rng, style, regions)
     picks = rng.choice(len(CLUSTER_TONES), size=int(rng.integers(1, 3)), replace=False)
@@ -718,6 +766,7 @@ def pair_dissonance(rng, style):
 
 
 def pair_rhythm_stability(rng, style):
+    """Quantised steady beat (more) vs the same notes with tempo drift and onset jitter (less)."""
     regions = diatonic_regions(style, progression(rng, style, False), style.minor)
     notes = common_parts(rng, style, regions)
     jitter_beats = float(rng.uniform(0.06, 0.12))
@@ -737,6 +786,7 @@ def resample_line(line: list[Note], onsets: list[float]) -> list[int]:
 
 
 def pair_rhythm_complexity(rng, style):
+    """Layered syncopation and 3-against-2 (more) vs every part on the quarter notes (less)."""
     regions = diatonic_regions(style, progression(rng, style, False), style.minor)
     patterns = fitting_patterns(SYNCOPATED_PATTERNS, style.beat_s, 0.09, 1.2)
     busy_rhythm = phrase_rhythm(rng, style, patterns)
@@ -760,6 +810,7 @@ def pair_rhythm_complexity(rng, style):
 
 
 def pair_tonal_stability(rng, style):
+    """Diatonic cadences in one key (more) vs the same chords wandering through distant keys (less)."""
     regions = diatonic_regions(style, progression(rng, style, True), style.minor)
     notes = common_parts(rng, style, regions)
     times = straight_beat_times(style)
@@ -768,6 +819,7 @@ def pair_tonal_stability(rng, style):
 
 
 def pair_melodiousness(rng, style):
+    """Singable stepwise melody (more) vs random leaps or no melody at all (less)."""
     regions = diatonic_regions(style, progression(rng, style, False), style.minor)
     notes = common_parts(rng, style, regions)
     line = [n for n in notes if n.part == "melody"]
@@ -901,15 +953,24 @@ def slot_events(score: Score, style: Style, slot_start_s: float) -> list[tuple[f
     return events
 
 
+def warm_up_events() -> list[tuple[float, int, object]]:
+    """A quiet short note in slot 0 (see FIRST_SLOT)."""
+    import mido
+
+    return [(LEAD_IN_S, 2, mido.Message("note_on", channel=0, note=60, velocity=40)),
+            (LEAD_IN_S + 0.1, 1, mido.Message("note_off", channel=0, note=60, velocity=0)),
+            (LEAD_IN_S + 0.2, 3, mido.Message("control_change", channel=0, control=120, value=0))]
+
+
 def write_batch_midi(jobs: list[tuple[Score, Style]], path: Path) -> None:
     """One type-0 MIDI file with every clip of the batch in its own slot."""
     import mido
 
-    events = []
+    events = warm_up_events()
     for slot, (score, style) in enumerate(jobs):
-        events += slot_events(score, style, slot * SLOT_S)
+        events += slot_events(score, style, (FIRST_SLOT + slot) * SLOT_S)
     # A final marker so the file (and the render) lasts to the end of the last slot.
-    events.append((len(jobs) * SLOT_S, 4, mido.MetaMessage("marker", text="end")))
+    events.append(((FIRST_SLOT + len(jobs)) * SLOT_S, 4, mido.MetaMessage("marker", text="end")))
     events.sort(key=lambda e: (round(e[0] * MIDI_TICKS_PER_S), e[1]))
     midi = mido.MidiFile(type=0, ticks_per_beat=MIDI_TICKS_PER_S // 2)
     track = mido.MidiTrack()
@@ -945,7 +1006,7 @@ def render_batch(jobs: list[tuple[Score, Style]], work_dir: Path, soundfont: Pat
     segment_samples = int(round((PRE_ROLL_S + CLIP_S) * SAMPLE_RATE))
     segments = []
     for slot in range(len(jobs)):
-        start = int(round((slot * SLOT_S + LEAD_IN_S) * SAMPLE_RATE))
+        start = (FIRST_SLOT + slot) * SLOT_SAMPLES + int(round(LEAD_IN_S * SAMPLE_RATE))
         segment = mono[start:start + segment_samples]
         segments.append(np.pad(segment, (0, segment_samples - segment.size)).astype(np.float32))
     raw_path.unlink()
