@@ -48,7 +48,7 @@ SEGMENT_FRAMES = 96  # 3.07 s
 SEGMENT_STRIDE_FRAMES = 15  # 0.48 s between segment starts: one new segment per default hop
 
 # Each segment's level reference: the frames ending with it (segment-only when equal to SEGMENT_FRAMES).
-CONTEXT_FRAMES = 96
+CONTEXT_FRAMES = 313
 
 DEFAULT_WINDOW_S = 10.0
 DEFAULT_HOP_S = 0.5

@@ -9,18 +9,18 @@ from dawemo import constants as C
 
 @dataclass
 class TrainConfig:
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 16
     segments_per_window: int = 4
     window_frames: int = 313  # 10 s crops
-    pairs_per_batch: int = 16
+    pairs_per_batch: int = 8
     ranking_weight: float = 1.0
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    width: int = 16
-    dropout: float = 0.3
+    width: int = 32
+    dropout: float = 0.2
     band_shift: int = 2  # random transposition by up to +-1 semitone (24 bands per octave)
-    context_frames: int = C.CONTEXT_FRAMES
+    context_frames: int = 313  # level reference: the 10 s ending with each segment
     seed: int = 0
 
     def as_dict(self) -> dict:

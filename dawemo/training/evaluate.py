@@ -59,22 +59,28 @@ class FoldJob:
     fold: int
     test: np.ndarray
     config: object  # TrainConfig
-    spectrograms: list
-    ratings: np.ndarray
-    pairs: object
+
+
+_worker_data: dict = {}
+
+
+def _init_worker(spectrograms: list, ratings: np.ndarray, pairs) -> None:
+    """Receive the data once per worker process (not once per fold)."""
+    import torch
+
+    torch.set_num_threads(1)
+    _worker_data.update(spectrograms=spectrograms, ratings=ratings, pairs=pairs)
 
 
 def _run_fold(job: FoldJob):
-    import torch
-
     from dawemo.training.train import predict_clips, train_model
 
-    torch.set_num_threads(1)
-    train = np.setdiff1d(np.arange(len(job.ratings)), job.test)
+    spectrograms, ratings = _worker_data["spectrograms"], _worker_data["ratings"]
+    train = np.setdiff1d(np.arange(len(ratings)), job.test)
     started = time.time()
-    net = train_model([job.spectrograms[i] for i in train], job.ratings[train], job.pairs, job.config,
+    net = train_model([spectrograms[i] for i in train], ratings[train], _worker_data["pairs"], job.config,
                       log=lambda text: print(f"  fold {job.fold + 1}: {text}", flush=True))
-    midlevel, emotions = predict_clips(net, [job.spectrograms[i] for i in job.test], job.config.context_frames)
+    midlevel, emotions = predict_clips(net, [spectrograms[i] for i in job.test], job.config.context_frames)
     return job.fold, midlevel, emotions, time.time() - started
 
 
@@ -85,12 +91,13 @@ def cross_validate(spectrograms: list, ratings: np.ndarray, pairs, config, split
     Returns the metrics on the pooled out-of-fold predictions, the mean and spread of per-fold
     metrics, and the out-of-fold predictions themselves.
     """
-    jobs = [FoldJob(k, test, config, spectrograms, ratings, pairs) for k, test in enumerate(splits)]
+    jobs = [FoldJob(k, test, config) for k, test in enumerate(splits)]
     predicted = np.zeros_like(ratings, dtype=np.float64)
     midlevel = np.zeros((len(ratings), len(C.MIDLEVEL_NAMES)))
     per_fold = []
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers) as pool:
+    # spawn, not fork: forking after PyTorch has started its OpenMP threads can hang the children.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(spectrograms, ratings, pairs)) as pool:
         for fold, fold_mid, fold_emotions, seconds in pool.imap_unordered(_run_fold, jobs):
             test = splits[fold]
             predicted[test], midlevel[test] = fold_emotions, fold_mid
