@@ -451,6 +451,31 @@ def run_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def configure_run(parser: argparse.ArgumentParser) -> None:
+    from dawemo.cli_live import configure_run as configure
+
+    configure(parser, positive_seconds)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """The live bridge, headless."""
+    from dawemo.cli_live import run_live
+
+    return run_live(args, print_error)
+
+
+def configure_devices(parser: argparse.ArgumentParser) -> None:
+    from dawemo.cli_live import configure_devices as configure
+
+    configure(parser)
+
+
+def run_devices(args: argparse.Namespace) -> int:
+    from dawemo.cli_live import run_devices as run
+
+    return run(args)
+
+
 # ----------------------------------------------------------------------------------------------
 # Command table and entry point
 
@@ -465,6 +490,20 @@ COMMANDS: dict[str, Command] = {
                     "missing/broken model or unwritable output.",
         configure=configure_analyze,
         run=run_analyze,
+    ),
+    "run": Command(
+        help="live: listen to a device, JACK port or file and send emotions as MIDI CC",
+        description="The live bridge: audio in, emotions out as MIDI CC (mapped by a TOML preset), "
+                    "optionally recorded as a type 1 MIDI file plus a timeline. Exit status: 0 "
+                    "stopped cleanly, 1 the input failed while running, 2 bad option, missing "
+                    "device, port, preset or model.",
+        configure=configure_run,
+        run=run_run,
+    ),
+    "devices": Command(
+        help="list audio inputs, JACK ports and MIDI ports",
+        configure=configure_devices,
+        run=run_devices,
     ),
     "demo": Command(
         help="generate a demo clip and analyse it (JSON, CSV, figure)",

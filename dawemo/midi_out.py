@@ -224,7 +224,7 @@ class MidiOutput:
             raise MidiPortError(
                 "Windows cannot create virtual MIDI ports. Install loopMIDI (" + LOOPMIDI_URL + "), "
                 "create a port there, and pass its name with virtual=False "
-                f"(e.g. MidiOutput('loopMIDI Port', virtual=False)).")
+                "(e.g. MidiOutput('loopMIDI Port', virtual=False)).")
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self.requested_name = port_name

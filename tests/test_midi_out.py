@@ -10,10 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+from jack_helpers import Receiver, connect, unique, wait_until
 import rtmidi
 
 from dawemo.jack_server import DummyJackServer
@@ -41,54 +42,6 @@ def jack_server():
         pytest.skip("jackd not installed (Debian package jackd2; scripts/test.sh installs it)")
     with DummyJackServer() as server:
         yield server
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def wait_until(condition, timeout_s: float = 3.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def connect(source: str, destination: str) -> None:
-    """Connect two JACK ports with a short-lived patchbay client (closed before any server stops)."""
-    import jack
-
-    patchbay = jack.Client(unique("patchbay"), no_start_server=True)
-    try:
-        patchbay.connect(source, destination)
-    finally:
-        patchbay.close()
-
-
-class Receiver:
-    """A mido virtual input on the JACK backend that records (arrival monotonic s, bytes)."""
-
-    def __init__(self, client: str, port: str = "in") -> None:
-        import mido
-
-        self.received: list[tuple[float, list[int]]] = []
-        self.port = mido.Backend("mido.backends.rtmidi/UNIX_JACK").open_input(
-            port, virtual=True, client_name=client, callback=self._on_message)
-        self.name = f"{client}:{port}"
-
-    def _on_message(self, message) -> None:
-        self.received.append((time.monotonic(), message.bytes()))
-
-    def messages(self) -> list[list[int]]:
-        return [data for _, data in self.received]
-
-    def wait_for(self, count: int, timeout_s: float = 3.0) -> list[list[int]]:
-        wait_until(lambda: len(self.received) >= count, timeout_s, f"{count} MIDI messages at {self.name}")
-        return self.messages()
-
-    def close(self) -> None:
-        self.port.close()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from conftest import chord_progression, write_audio
+from jack_helpers import JackPlayer
 from dawemo.audio_io import load_audio
 from dawemo.ring_buffer import FrameRing
 from dawemo.sources import (
@@ -347,34 +348,6 @@ def jack_server():
 
     with DummyJackServer(sample_rate=JACK_RATE, period_frames=1024) as server:
         yield server
-
-
-class JackPlayer:
-    """A JACK client playing one looping 1 s signal per output port (``NAME:out_1``...)."""
-
-    def __init__(self, signals: list[np.ndarray], name: str | None = None) -> None:
-        import jack
-
-        self.client = jack.Client(name or f"player-{uuid.uuid4().hex[:6]}", no_start_server=True)
-        self.signals = signals
-        self.ports = [self.client.outports.register(f"out_{i + 1}") for i in range(len(signals))]
-        self.position = 0
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-
-    @property
-    def name(self) -> str:
-        return self.client.name
-
-    def _process(self, frames: int) -> None:
-        for port, signal in zip(self.ports, self.signals):
-            start = self.position % len(signal)
-            port.get_array()[:] = np.take(signal, range(start, start + frames), mode="wrap")
-        self.position += frames
-
-    def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
 
 
 @needs_jackd

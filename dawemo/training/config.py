@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from dawemo import constants as C
 
 
 @dataclass
@@ -15,6 +14,7 @@ class TrainConfig:
     window_frames: int = 313  # 10 s crops
     pairs_per_batch: int = 8
     ranking_weight: float = 1.0
+    logit_penalty: float = 0.02
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     width: int = 32

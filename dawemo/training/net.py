@@ -83,12 +83,13 @@ class MidlevelEmotionNet(nn.Module):
         bias = self.emotion_head.bias * self.emotion_std + self.emotion_mean
         return weight.detach(), bias.detach()
 
-    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, K, 1, bands, frames) K segments per window -> (midlevel (B, 7), emotions_std (B, 8))."""
+    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, K, 1, bands, frames) K segments per window -> midlevel (B, 7), emotions_std (B, 8),
+        segment logits (B, K, 7)."""
         b, k = windows.shape[:2]
-        logits = self.segment_logits(windows.flatten(0, 1)).view(b, k, -1).mean(dim=1)
-        midlevel = torch.sigmoid(logits)
-        return midlevel, self.emotions_standardised(midlevel)
+        segment_logits = self.segment_logits(windows.flatten(0, 1)).view(b, k, -1)
+        midlevel = torch.sigmoid(segment_logits.mean(dim=1))
+        return midlevel, self.emotions_standardised(midlevel), segment_logits
 
 
 class OnnxGraph(nn.Module):

@@ -64,12 +64,15 @@ def _pair_batch(pairs: ContrastPairs, config: TrainConfig, rng: np.random.Genera
 
 
 def ranking_loss(net: MidlevelEmotionNet, more: torch.Tensor, less: torch.Tensor,
-                 quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logistic pairwise loss: the named quality's logit must be higher on the ``more`` clip."""
+                 quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logistic pairwise loss: the named quality's logit must be higher on the ``more`` clip.
+
+    Returns the loss, the fraction of pairs ordered right, and all logits (for the range penalty).
+    """
     logits = net.segment_logits(torch.cat([more, less]))
     n = len(quality)
     margin = logits[:n].gather(1, quality[:, None]) - logits[n:].gather(1, quality[:, None])
-    return F.softplus(-margin).mean(), (margin > 0).float().mean()
+    return F.softplus(-margin).mean(), (margin > 0).float().mean(), logits
 
 
 @dataclass
@@ -108,16 +111,19 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
         for step in range(steps_per_epoch):
             batch = order[step * config.batch_size : (step + 1) * config.batch_size]
             windows = np.stack([_random_window_input(spectrograms[i], config, rng) for i in batch])
-            _, predicted = net(torch.from_numpy(windows))
+            _, predicted, logits = net(torch.from_numpy(windows))
             loss = emotion_loss = F.mse_loss(predicted, targets[batch])
+            # Keep logits where the sigmoid is sensitive, so features are graded rather than pinned
+            # at 0 or 1 (ranking alone only constrains differences, not the scale).
+            loss = loss + config.logit_penalty * logits.pow(2).mean()
             rank_loss = rank_acc = torch.tensor(0.0)
             if pairs is not None and config.ranking_weight > 0:
-                rank_loss, rank_acc = ranking_loss(net, *_pair_batch(pairs, config, rng))
-                loss = loss + config.ranking_weight * rank_loss
+                rank_loss, rank_acc, pair_logits = ranking_loss(net, *_pair_batch(pairs, config, rng))
+                loss = loss + config.ranking_weight * rank_loss + config.logit_penalty * pair_logits.pow(2).mean()
             if rated_midlevel is not None:
                 picked = rng.integers(0, len(rated_midlevel.ratings), size=config.batch_size)
                 clips = np.stack([_random_window_input(rated_midlevel.spectrograms[i], config, rng) for i in picked])
-                features, _ = net(torch.from_numpy(clips))
+                features, _, _ = net(torch.from_numpy(clips))
                 loss = loss + F.mse_loss(features, torch.from_numpy(rated_midlevel.ratings[picked]).float())
             optimiser.zero_grad()
             loss.backward()

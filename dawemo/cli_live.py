@@ -1,0 +1,182 @@
+"""``dawemo run`` (the live bridge, headless) and ``dawemo devices``.
+
+Only argparse is imported at module level so ``dawemo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+from dawemo import constants as C
+
+
+def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", metavar="DEVICE", help="audio input device (name or unique part; see 'dawemo devices')")
+    source.add_argument("--jack-input", metavar="PORT",
+                        help="JACK output port(s) to listen to, comma-separated (e.g. 'system:capture_1'); "
+                             "'-' registers dawemo:in_1 without connecting")
+    source.add_argument("--file", type=Path, metavar="PATH", help="play an audio file instead of live input")
+    parser.add_argument("--realtime", action="store_true", help="with --file: play at real-time pace (else as fast as possible)")
+    parser.add_argument("--loop", action="store_true", help="with --file: start again at the end")
+    midi = parser.add_mutually_exclusive_group()
+    midi.add_argument("--midi-port", metavar="NAME", help="send to this existing MIDI port (name or unique part)")
+    midi.add_argument("--virtual-port", metavar="NAME", help="create a virtual MIDI port with this name "
+                      "(macOS, Linux ALSA/JACK; on Windows use loopMIDI and --midi-port)")
+    parser.add_argument("--midi-api", default="auto", help="auto, jack, alsa, coremidi or windows (default auto)")
+    parser.add_argument("--preset", default="default", help="mapping preset: a TOML file or a shipped name (default %(default)s)")
+    parser.add_argument("--record", type=Path, metavar="OUT.mid", help="record the automation as a type 1 MIDI file")
+    parser.add_argument("--timeline", type=Path, metavar="OUT.csv",
+                        help="with --record: also write every update's emotions and features (.csv or .jsonl)")
+    parser.add_argument("--tempo-bpm", type=float, default=120.0, help="tempo of the recorded MIDI file (default 120)")
+    parser.add_argument("--duration-s", type=positive_seconds, help="stop after this many seconds")
+    parser.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S)
+    parser.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S)
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+    parser.add_argument("--view-every-s", type=positive_seconds, default=1.0, help="live view refresh (default 1 s)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no live view")
+
+
+def _open_source(args: argparse.Namespace):
+    from dawemo.sources import DeviceSource, FileSource, JackSource
+
+    if args.file is not None:
+        return FileSource(args.file, realtime=args.realtime, loop=args.loop)
+    if args.jack_input is not None:
+        ports = None if args.jack_input == "-" else [p.strip() for p in args.jack_input.split(",") if p.strip()]
+        return JackSource(connect=ports)
+    return DeviceSource(None if args.input == "default" else args.input)
+
+
+def _view_line(stats, names: tuple[str, ...]) -> str:
+    if stats.emotions is None:
+        values = "waiting for the first window..."
+    else:
+        values = " ".join(f"{name[:5]} {stats.emotions[name]:.1f}" for name in names)
+    latency = "" if math.isnan(stats.latency_ms_p50) else f" | lat {stats.latency_ms_p50:.0f}/{stats.latency_ms_p99:.0f} ms"
+    return (f"{stats.stream_time_s:7.1f}s | {values} | {stats.update_rate_hz:.1f} upd/s | "
+            f"drop {stats.dropped_frames} | cpu {stats.cpu_percent:.0f}%{latency} | {stats.level_dbfs:.0f} dBFS")
+
+
+def run_live(args: argparse.Namespace, print_error) -> int:
+    """Run the live bridge until the file ends, --duration-s passes, or Ctrl-C."""
+    from dawemo.engine import STREAM_CLOCK, WALL_CLOCK, EmotionEngine
+    from dawemo.mapping import PresetError, load_preset
+    from dawemo.midi_out import MidiOutput, MidiPortError
+    from dawemo.model import EmotionModel, ModelError
+    from dawemo.recorder import AutomationRecorder
+    from dawemo.sources import AudioSourceError
+
+    if args.timeline is not None and args.record is None:
+        print_error("--timeline is written alongside --record OUT.mid; give both")
+        return 2
+    if (args.realtime or args.loop) and args.file is None:
+        print_error("--realtime and --loop apply to --file only")
+        return 2
+    try:
+        preset = load_preset(args.preset)
+        model = EmotionModel(args.model)
+    except (PresetError, ModelError, FileNotFoundError) as error:
+        print_error(str(error))
+        return 2
+    realtime = args.file is None or args.realtime
+    clock = WALL_CLOCK if realtime else STREAM_CLOCK
+    stop_requested = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                source = stack.enter_context(_open_source(args))
+                midi = None
+                if args.midi_port or args.virtual_port:
+                    midi = stack.enter_context(MidiOutput(args.virtual_port or args.midi_port,
+                                                          virtual=bool(args.virtual_port), api=args.midi_api,
+                                                          on_status=lambda state, error: _status(state, error)))
+                recorder = None
+                if args.record:
+                    recorder = stack.enter_context(AutomationRecorder(
+                        args.record, args.timeline, args.tempo_bpm, lanes=preset.lanes,
+                        columns=list(C.EMOTION_NAMES + C.MIDLEVEL_NAMES),
+                        start_time_s=0.0 if clock == STREAM_CLOCK else None))
+            except (AudioSourceError, MidiPortError, OSError, ValueError) as error:
+                print_error(str(error).splitlines()[0])
+                return 2
+            engine = stack.enter_context(EmotionEngine(source, model, args.window_s, args.hop_s, preset, midi,
+                                                       recorder, clock=clock))
+            if not args.quiet:
+                where = f"MIDI -> {midi.port_name}" if midi is not None else "no MIDI output"
+                print(f"dawemo run: {source.name} -> {model.name} v{model.version} -> {where} "
+                      f"(hop {engine.tracker.hop_s:.2f} s, window {engine.tracker.window_s:.1f} s); Ctrl-C stops",
+                      file=sys.stderr)
+            started = time.monotonic()
+            next_view = started + args.view_every_s
+            while not stop_requested:
+                if engine.wait(0.05):
+                    break
+                now = time.monotonic()
+                if args.duration_s and (now - started >= args.duration_s if realtime
+                                        else engine.stats().stream_time_s >= args.duration_s):
+                    break
+                if not args.quiet and now >= next_view:
+                    next_view = now + args.view_every_s
+                    print(_view_line(engine.stats(), model.emotion_names), file=sys.stderr, flush=True)
+            stats = engine.stats()
+        if not args.quiet:
+            print(f"stopped after {stats.stream_time_s:.1f} s of audio: {stats.updates} updates, "
+                  f"{stats.cc_events} CC events, {stats.dropped_frames} dropped frames", file=sys.stderr)
+        if stats.state == "error" and stats.last_error:
+            print_error(stats.last_error)
+            return 1
+        return 0
+    except KeyboardInterrupt:
+        print("\ndawemo run: stopped", file=sys.stderr)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _status(state: str, error: str | None) -> None:
+    if state == "lost":
+        print(f"dawemo: MIDI port lost ({error}); retrying", file=sys.stderr, flush=True)
+    elif state == "open":
+        print("dawemo: MIDI port open", file=sys.stderr, flush=True)
+
+
+def configure_devices(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def run_devices(args: argparse.Namespace) -> int:
+    """List audio inputs/outputs (pedalboard, JACK) and MIDI ports."""
+    import json
+
+    from dawemo.midi_out import list_midi_ports
+    from dawemo.sources import list_audio_devices
+
+    audio = list_audio_devices()
+    midi = list_midi_ports()
+    if args.json:
+        print(json.dumps({"audio": audio, "midi": midi}, indent=1, default=str))
+        return 0
+
+    def section(title: str, names) -> None:
+        print(f"{title}:")
+        for name in names or []:
+            print(f"  {name}")
+        if not names:
+            print("  (none)")
+
+    section("audio inputs (--input)", audio.get("inputs"))
+    section("audio outputs", audio.get("outputs"))
+    jack = audio.get("jack")
+    section("JACK audio ports to listen to (--jack-input)", jack.get("sources") if jack else None)
+    section("MIDI outputs (--midi-port)", midi.get("outputs"))
+    for message in audio.get("errors", []) + [f"{k}: {v}" for k, v in midi.get("unavailable", {}).items()]:
+        print(f"note: {message}")
+    return 0
