@@ -1,0 +1,177 @@
+"""The live bridge with real parts: JACK audio in, the engine, JACK MIDI out, automation recording."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import chord_progression, write_audio
+from dawemo import constants as C
+from dawemo.analysis import analyze_samples
+from dawemo.audio_io import load_audio
+from dawemo.engine import STREAM_CLOCK, EmotionEngine
+from dawemo.mapping import load_preset
+from dawemo.model import EmotionModel
+from dawemo.sources import FileSource
+from jack_helpers import JackPlayer, Receiver, connect, unique, wait_until
+
+needs_jackd = pytest.mark.skipif(shutil.which("jackd") is None,
+                                 reason="jackd not installed (Debian package jackd2; scripts/test.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def contrast_clip(tmp_path_factory) -> Path:
+    """12 s: calm chords, then noisy low clusters (so emotions move)."""
+    calm = chord_progression(6.0, C.SAMPLE_RATE)[0]
+    rng = np.random.default_rng(0)
+    t = np.arange(int(6.0 * C.SAMPLE_RATE)) / C.SAMPLE_RATE
+    harsh = sum(np.sign(np.sin(2 * np.pi * f * t)) for f in (55, 58.3, 77.8)) * 0.1
+    harsh = harsh * (np.sin(2 * np.pi * 4 * t) > 0) + 0.1 * rng.standard_normal(len(t))
+    clip = np.concatenate([calm, harsh]).astype(np.float32)[None]
+    return write_audio(tmp_path_factory.mktemp("live") / "contrast.wav", clip, C.SAMPLE_RATE)
+
+
+def test_streamed_file_gives_the_batch_timeline(contrast_clip, tiny_model_path):
+    model = EmotionModel(tiny_model_path)
+    batch = analyze_samples(load_audio(contrast_clip), model, window_s=6.0, hop_s=0.5)
+    updates = []
+    with FileSource(contrast_clip, realtime=False, block_s=0.037) as source:
+        with EmotionEngine(source, model, 6.0, 0.5, clock=STREAM_CLOCK,
+                           on_update=lambda update, values: updates.append(update)) as engine:
+            assert engine.wait(30)
+    assert len(updates) == len(batch.updates) > 10
+    for streamed, whole in zip(updates, batch.updates):
+        assert streamed.time_s == pytest.approx(whole.time_s)
+        np.testing.assert_allclose(streamed.emotions, whole.emotions, atol=1e-4)
+
+
+def test_offline_run_maps_updates_to_rate_limited_ramps(contrast_clip):
+    """The engine's CC stream from a file: every default lane appears, values ramp, rates hold."""
+    preset = load_preset("default")
+    events = []
+    with FileSource(contrast_clip, realtime=False) as source:
+        with EmotionEngine(source, EmotionModel(), preset=preset, clock=STREAM_CLOCK,
+                           on_events=events.extend) as engine:
+            assert engine.wait(30)
+    controls = {lane.cc for lane in preset.lanes}
+    assert {e.control for e in events} == controls == set(range(20, 28)) | set(range(102, 109))
+    assert all(e.channel == 0 and 0 <= e.value <= 127 for e in events)
+    for control in controls:
+        times = np.array([e.time_s for e in events if e.control == control])
+        values = np.array([e.value for e in events if e.control == control])
+        assert np.all(np.diff(times) >= 1 / 30 - 1e-6)  # default max_rate_hz 30
+        if len(values) > 5:
+            assert np.abs(np.diff(values)).max() <= 20  # a ramp, not a jump per update
+
+
+@needs_jackd
+def test_jack_audio_in_cc_out_as_a_daw_receives_it(contrast_clip):
+    """A JACK client plays the clip into dawemo; dawemo's virtual JACK MIDI port feeds a receiver."""
+    from dawemo.jack_server import DummyJackServer
+    from dawemo.midi_out import MidiOutput
+    from dawemo.sources import JackSource, StreamingResampler
+
+    preset = load_preset("default")
+    clip = load_audio(contrast_clip)
+    with DummyJackServer(sample_rate=48000) as server:
+        signal_48k = StreamingResampler(C.SAMPLE_RATE, server.sample_rate).process(clip)
+        player = JackPlayer([signal_48k.astype(np.float32)], name=unique("daw"))
+        receiver = Receiver(unique("synth"))
+        try:
+            port_name = unique("dawemo-cc")
+            with JackSource(connect=[f"{player.name}:out_1"], client_name=unique("dawemo")) as source, \
+                    MidiOutput(port_name, virtual=True, api="jack", client_name=unique("dawemo-midi")) as midi:
+                connect(f"{midi.port_name}", receiver.name)
+                with EmotionEngine(source, EmotionModel(), window_s=4.0, preset=preset, midi=midi) as engine:
+                    wait_until(lambda: engine.updates >= 8, timeout_s=20, what="8 model updates")
+                    stats = engine.stats()
+                engine_sent = engine.cc_events
+            wait_until(lambda: len(receiver.received) >= engine_sent, timeout_s=3, what="all CC messages")
+        finally:
+            receiver.close()
+            player.close()
+    received = receiver.received
+    assert len(received) == engine_sent >= 15
+    statuses = {data[0] for _, data in received}
+    assert statuses == {0xB0}  # control change, MIDI channel 1
+    controls = [data[1] for _, data in received]
+    assert set(controls) == {lane.cc for lane in preset.lanes}
+    assert all(0 <= data[2] <= 127 for _, data in received)
+    arrival = np.array([t for t, _ in received])
+    assert np.all(np.diff(arrival) >= 0)
+    for control in set(controls):
+        times = arrival[[c == control for c in controls]]
+        in_any_second = max(np.sum((times >= t) & (times < t + 1.0)) for t in times)
+        assert in_any_second <= 30 + 1  # JACK delivers in periods: allow one message of jitter
+    assert stats.dropped_frames == 0 and stats.update_rate_hz > 1.0
+
+
+def run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dawemo.cli", *args], capture_output=True, text=True,
+                          timeout=timeout_s)
+
+
+def test_run_records_automation_and_timeline(contrast_clip, tmp_path):
+    import mido
+
+    result = run_cli("run", "--file", str(contrast_clip), "--record", str(tmp_path / "a.mid"),
+                     "--timeline", str(tmp_path / "a.csv"), "--tempo-bpm", "90", "-q")
+    assert result.returncode == 0, result.stderr
+    song = mido.MidiFile(tmp_path / "a.mid")
+    assert song.type == 1 and len(song.tracks) == 16
+    names = [next(m.name for m in track if m.type == "track_name") for track in song.tracks[1:]]
+    assert names[0].lower().startswith("valence") and len(set(names)) == 15
+    tempo = next(m.tempo for m in song.tracks[0] if m.type == "set_tempo")
+    assert mido.tempo2bpm(tempo) == pytest.approx(90)
+    assert sum(1 for track in song.tracks[1:] for m in track if m.type == "control_change") > 15
+    with open(tmp_path / "a.csv") as f:
+        rows = list(csv.DictReader(f))
+    times = [float(r["time_s"]) for r in rows]
+    assert len(rows) > 10 and np.all(np.diff(times) > 0) and times[-1] <= 12.1
+    assert set(C.EMOTION_NAMES + C.MIDLEVEL_NAMES) <= set(rows[0])
+
+
+def test_kill_9_during_a_live_run_leaves_readable_files(contrast_clip, tmp_path):
+    import mido
+
+    process = subprocess.Popen([sys.executable, "-m", "dawemo.cli", "run", "--file", str(contrast_clip), "--realtime",
+                                "--loop", "--record", str(tmp_path / "k.mid"), "--timeline", str(tmp_path / "k.csv"),
+                                "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    started = time.monotonic()
+    try:
+        wait_until(lambda: (tmp_path / "k.csv").exists() and (tmp_path / "k.csv").stat().st_size > 2000,
+                   timeout_s=40, what="timeline rows on disk")
+        time.sleep(2.0)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed_after_s = time.monotonic() - started
+    song = mido.MidiFile(tmp_path / "k.mid")
+    assert len(song.tracks) == 16
+    with open(tmp_path / "k.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) > 5
+    # Rows are stamped from the start of the run; at most ~1 s (plus the hop) is lost.
+    assert float(rows[-1]["time_s"]) > killed_after_s - 8.0  # start-up (imports, model) is not recorded time
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--file", "nope.wav"], "nope.wav"),
+    (["--file", "{clip}", "--preset", "missing-preset"], "missing-preset"),
+    (["--file", "{clip}", "--timeline", "t.csv"], "--record"),
+    (["--input", "no such device 123"], "no such device 123"),
+])
+def test_run_errors_are_one_line_with_exit_2(contrast_clip, tmp_path, args, message):
+    args = [a.replace("{clip}", str(contrast_clip)) for a in args]
+    result = run_cli("run", *args, "-q")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("dawemo: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
