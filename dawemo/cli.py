@@ -409,7 +409,8 @@ def run_demo(args: argparse.Namespace) -> int:
 def configure_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
-    parser.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S)
+    parser.add_argument("--window-s", type=positive_seconds, default=10.0,
+                        help="window of both models (default 10 s, the reference's input)")
     parser.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S)
     parser.add_argument("--updates", type=positive_int, default=200, help="updates to time (default %(default)s)")
     parser.add_argument("--threads", type=positive_int, default=1, help="ONNX Runtime threads (default 1)")
@@ -464,6 +465,18 @@ def run_run(args: argparse.Namespace) -> int:
     return run_live(args, print_error)
 
 
+def configure_learn(parser: argparse.ArgumentParser) -> None:
+    from dawemo.cli_live import configure_learn as configure
+
+    configure(parser)
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    from dawemo.cli_live import run_learn as run
+
+    return run(args, print_error)
+
+
 def configure_devices(parser: argparse.ArgumentParser) -> None:
     from dawemo.cli_live import configure_devices as configure
 
@@ -499,6 +512,11 @@ COMMANDS: dict[str, Command] = {
                     "device, port, preset or model.",
         configure=configure_run,
         run=run_run,
+    ),
+    "learn": Command(
+        help="send one mapping lane alone, so a DAW's MIDI-learn can bind it",
+        configure=configure_learn,
+        run=run_learn,
     ),
     "devices": Command(
         help="list audio inputs, JACK ports and MIDI ports",

@@ -180,3 +180,47 @@ def run_devices(args: argparse.Namespace) -> int:
     for message in audio.get("errors", []) + [f"{k}: {v}" for k, v in midi.get("unavailable", {}).items()]:
         print(f"note: {message}")
     return 0
+
+
+def configure_learn(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("lane", help="lane number (1 = first lane of the preset) or lane name")
+    port = parser.add_mutually_exclusive_group(required=True)
+    port.add_argument("--midi-port", metavar="NAME", help="existing MIDI port (name or unique part)")
+    port.add_argument("--virtual-port", metavar="NAME", help="virtual MIDI port to create")
+    parser.add_argument("--midi-api", default="auto")
+    parser.add_argument("--preset", default="default", help="mapping preset (default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=1, help="sweeps to send, 1 s apart (default 1)")
+
+
+def run_learn(args: argparse.Namespace, print_error) -> int:
+    """Send one lane alone (a short sweep of its CC) so a DAW's MIDI-learn binds exactly that lane."""
+    from dawemo.mapping import CcMapper, PresetError, load_preset
+    from dawemo.midi_out import MidiOutput, MidiPortError
+
+    try:
+        preset = load_preset(args.preset)
+    except (PresetError, FileNotFoundError) as error:
+        print_error(str(error))
+        return 2
+    names = [lane.name.lower() for lane in preset.lanes]
+    if args.lane.isdigit() and 1 <= int(args.lane) <= len(preset.lanes):
+        index = int(args.lane) - 1
+    elif args.lane.lower() in names:
+        index = names.index(args.lane.lower())
+    else:
+        print_error(f"no lane {args.lane!r} in preset {preset.name!r}: use 1-{len(preset.lanes)} or one of "
+                    + ", ".join(lane.name for lane in preset.lanes))
+        return 2
+    lane = preset.lanes[index]
+    try:
+        with MidiOutput(args.virtual_port or args.midi_port, virtual=bool(args.virtual_port), api=args.midi_api) as midi:
+            mapper = CcMapper(preset)
+            for _ in range(max(1, args.repeat)):
+                midi.send(mapper.learn_events(index, time.monotonic()))
+                time.sleep(1.0)
+    except MidiPortError as error:
+        print_error(str(error).splitlines()[0])
+        return 2
+    controls = "/".join(str(c) for c in lane.controls)
+    print(f"sent lane {index + 1} ({lane.name}): channel {lane.channel + 1}, CC {controls}")
+    return 0

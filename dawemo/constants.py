@@ -50,7 +50,9 @@ SEGMENT_STRIDE_FRAMES = 15  # 0.48 s between segment starts: one new segment per
 # Each segment's level reference: the frames ending with it (segment-only when equal to SEGMENT_FRAMES).
 CONTEXT_FRAMES = 313
 
-DEFAULT_WINDOW_S = 10.0
+# Default analysis window: one segment, the most responsive the network allows (curves reach half
+# way to a new emotion ~2.4 s after a change). Clip summaries always use every segment of the file.
+DEFAULT_WINDOW_S = 3.1
 DEFAULT_HOP_S = 0.5
 
 MODEL_FILENAME = "dawemo-midlevel-emotion.onnx"

@@ -175,3 +175,35 @@ def test_run_errors_are_one_line_with_exit_2(contrast_clip, tmp_path, args, mess
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("dawemo: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
+
+
+@needs_jackd
+def test_learn_sends_only_the_chosen_lane():
+    from dawemo.jack_server import DummyJackServer
+
+    with DummyJackServer():
+        receiver = Receiver(unique("daw"))
+        try:
+            process = subprocess.Popen([sys.executable, "-m", "dawemo.cli", "learn", "3", "--virtual-port",
+                                        "dawemo-learn", "--midi-api", "jack", "--repeat", "3"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            from jack_helpers import wait_until as wait
+
+            def port_exists():
+                import jack
+
+                client = jack.Client(unique("look"), no_start_server=True)
+                try:
+                    return [p.name for p in client.get_ports("dawemo-learn", is_midi=True, is_output=True)]
+                finally:
+                    client.close()
+
+            wait(lambda: bool(port_exists()), timeout_s=15, what="the learn port")
+            connect(port_exists()[0], receiver.name)
+            out, err = process.communicate(timeout=30)
+            assert process.returncode == 0, err
+            messages = receiver.messages()
+        finally:
+            receiver.close()
+    assert messages and {tuple(m[:2]) for m in messages} == {(0xB0, 22)}  # lane 3: tension, CC 22
+    assert len({m[2] for m in messages}) > 2  # a sweep, so MIDI-learn sees movement
