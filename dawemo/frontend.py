@@ -59,6 +59,12 @@ class SpectrogramFrontEnd:
         self.hop_size = hop_size
         self.filterbank = log_filterbank(sample_rate, frame_size)
         self.n_bands = self.filterbank.shape[1]
+        # The filters are sparse (a few bins each): gather + segment sums instead of a dense BLAS
+        # product, which is 100x slower when a multi-threaded BLAS competes with a busy DAW.
+        bins, bands = np.nonzero(self.filterbank.T)
+        self._filter_bins = bands  # FFT bin of each nonzero weight, grouped by band
+        self._filter_weights = self.filterbank[bands, bins]
+        self._band_starts = np.searchsorted(bins, np.arange(self.n_bands))
         self._window = np.hanning(frame_size).astype(np.float32)
         self.reset()
 
@@ -87,7 +93,7 @@ class SpectrogramFrontEnd:
         spectrum = np.abs(np.fft.rfft(frames * self._window, axis=1)).astype(np.float32)
         self._pending = buffer[n_frames * self.hop_size :]
         self.frames_emitted += n_frames
-        return spectrum @ self.filterbank
+        return np.add.reduceat(spectrum[:, self._filter_bins] * self._filter_weights, self._band_starts, axis=1)
 
 
 def spectrogram(samples: np.ndarray) -> np.ndarray:
