@@ -19,6 +19,17 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=0) if samples.ndim == 2 else samples
 
 
+def path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be an audio file (missing, a folder, empty), or None."""
+    if not path.exists():
+        return f"{path}: no such file"
+    if path.is_dir():
+        return f"{path}: is a directory, not an audio file"
+    if path.stat().st_size == 0:
+        return f"{path}: file is empty"
+    return None
+
+
 def load_audio(path: str | Path, sample_rate: int = C.SAMPLE_RATE) -> np.ndarray:
     """Decode any format pedalboard reads to mono float32 at ``sample_rate``.
 
@@ -28,12 +39,9 @@ def load_audio(path: str | Path, sample_rate: int = C.SAMPLE_RATE) -> np.ndarray
     from pedalboard.io import AudioFile
 
     path = Path(path)
-    if not path.exists():
-        raise AudioInputError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioInputError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioInputError(f"{path}: file is empty")
+    problem = path_problem(path)
+    if problem:
+        raise AudioInputError(problem)
     try:
         with AudioFile(str(path)) as opened:
             if opened.frames == 0 or opened.num_channels == 0:

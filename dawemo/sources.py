@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dawemo import constants as C
+from dawemo.audio_io import path_problem
 from dawemo.ring_buffer import FrameRing
 
 SILENCE_DBFS = -120.0  # level reported for digital silence and before any audio
@@ -591,12 +592,9 @@ class FileSource(AudioSource):
         from pedalboard.io import AudioFile
 
         path = self.path
-        if not path.exists():
-            raise AudioSourceError(f"{path}: no such file")
-        if path.is_dir():
-            raise AudioSourceError(f"{path}: is a directory, not an audio file")
-        if path.stat().st_size == 0:
-            raise AudioSourceError(f"{path}: file is empty")
+        problem = path_problem(path)
+        if problem:
+            raise AudioSourceError(problem)
         try:
             opened = AudioFile(str(path))
         except Exception as error:  # pedalboard raises several types for unreadable files
