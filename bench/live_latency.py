@@ -52,12 +52,16 @@ def main() -> None:
     batches: list[tuple[float, float | None, int]] = []  # (delivered at, block arrival, n events)
     lock = threading.Lock()
     with DummyJackServer(sample_rate=48000, period_frames=args.period) as server:
-        player = JackPlayer([StreamingResampler(C.SAMPLE_RATE, server.sample_rate).process(audio)], name="daw")
+        # rtmidi opens/closes JACK clients holding the GIL: do that only while no Python-callback
+        # client (player, JACK input) runs, or JACK and the GIL can deadlock.
         receiver = Receiver("synth")
         model = EmotionModel()
+        player = None
         try:
-            with JackSource(connect=["daw:out_1"]) as source, MidiOutput("dawemo-cc", virtual=True, api="jack") as midi:
+            with MidiOutput("dawemo-cc", virtual=True, api="jack") as midi:
                 connect(midi.port_name, receiver.name)
+                player = JackPlayer([StreamingResampler(C.SAMPLE_RATE, server.sample_rate).process(audio)], name="daw")
+                source = JackSource(connect=["daw:out_1"]).__enter__()
                 engine = EmotionEngine(source, model, preset=load_preset("default"), midi=midi)
                 original = engine._deliver
 
@@ -76,10 +80,14 @@ def main() -> None:
                     time.sleep(args.duration_s)
                     cpu_share = (time.process_time() - cpu0) / (time.monotonic() - wall0)
                     stats = engine.stats()
-            time.sleep(0.5)
+                time.sleep(0.5)
+                source.close()
+                player.close()
+                player = None
         finally:
+            if player is not None:
+                player.close()
             receiver.close()
-            player.close()
     arrivals = [t for t, _ in receiver.received]
     end_to_end, to_sender, index = [], [], 0
     for delivered, block_arrival, count in batches:

@@ -92,12 +92,14 @@ def run_live(args: argparse.Namespace, print_error) -> int:
     try:
         with contextlib.ExitStack() as stack:
             try:
-                source = stack.enter_context(_open_source(args))
+                # MIDI first: python-rtmidi holds the GIL while it opens a JACK client, which can
+                # deadlock against a running JACK input whose callback needs the GIL.
                 midi = None
                 if args.midi_port or args.virtual_port:
                     midi = stack.enter_context(MidiOutput(args.virtual_port or args.midi_port,
                                                           virtual=bool(args.virtual_port), api=args.midi_api,
                                                           on_status=lambda state, error: _status(state, error)))
+                source = stack.enter_context(_open_source(args))
                 recorder = None
                 if args.record:
                     recorder = stack.enter_context(AutomationRecorder(

@@ -18,6 +18,6 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet --upgrade pip "setuptools>=77"
 .venv/bin/pip install --quiet -e ".[train,dev]"
 exec .venv/bin/python -m pytest -q -ra "$@"

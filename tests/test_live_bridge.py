@@ -87,8 +87,11 @@ def test_jack_audio_in_cc_out_as_a_daw_receives_it(contrast_clip):
     clip = load_audio(contrast_clip)
     with DummyJackServer(sample_rate=48000) as server:
         signal_48k = StreamingResampler(C.SAMPLE_RATE, server.sample_rate).process(clip)
-        player = JackPlayer([signal_48k.astype(np.float32)], name=unique("daw"))
+        # python-rtmidi holds the GIL while it opens or closes a JACK client, and JACK waits for
+        # every client's process callback meanwhile: a Python-callback client (the player) must
+        # not be running then, so the receiver opens before the player and closes after it.
         receiver = Receiver(unique("synth"))
+        player = JackPlayer([signal_48k.astype(np.float32)], name=unique("daw"))
         port = unique("dawemo-cc")
         process = subprocess.Popen(
             [sys.executable, "-m", "dawemo.cli", "run", "--jack-input", f"{player.name}:out_1", "--virtual-port",
@@ -108,8 +111,8 @@ def test_jack_audio_in_cc_out_as_a_daw_receives_it(contrast_clip):
         finally:
             if process.poll() is None:
                 process.kill()
-            receiver.close()
             player.close()
+            receiver.close()
     assert process.returncode == 0, err
     received = receiver.received
     assert len(received) >= 15
