@@ -95,6 +95,19 @@ def _route_libjack_messages() -> None:
     _libjack_logging_installed = True
 
 
+def _jack_server_running() -> bool:
+    """Ask quietly through JACK-Client: python-rtmidi's own attempt prints libjack errors to stderr."""
+    try:
+        import jack
+    except (ImportError, OSError):
+        return True  # cannot tell: let rtmidi try
+    try:
+        jack.Client("dawemo-probe", no_start_server=True).close()
+        return True
+    except jack.JackError:
+        return False
+
+
 def _backend_unavailable(api: str, platform: str = sys.platform) -> str | None:
     """Why ``api`` cannot be used here, or None when it can (this may create a short-lived client)."""
     if api not in API_IDS:
@@ -106,6 +119,8 @@ def _backend_unavailable(api: str, platform: str = sys.platform) -> str | None:
         return "no ALSA sequencer (/dev/snd/seq missing; load snd-seq or use api='jack')"
     if api == "jack":
         _route_libjack_messages()
+        if not _jack_server_running():
+            return "no JACK server running (start jackd, or PipeWire with its JACK support)"
     try:
         probe = rtmidi.MidiOut(rtapi=API_IDS[api], name="dawemo-probe")
     except rtmidi.RtMidiError as error:
