@@ -224,3 +224,19 @@ def test_learn_sends_only_the_chosen_lane():
             receiver.close()
     assert messages and {tuple(m[:2]) for m in messages} == {(0xB0, 22)}  # lane 3: tension, CC 22
     assert len({m[2] for m in messages}) > 2  # a sweep, so MIDI-learn sees movement
+
+
+def test_ctrl_c_stops_cleanly_and_finishes_the_recording(contrast_clip, tmp_path):
+    import mido
+
+    process = subprocess.Popen([sys.executable, "-m", "dawemo.cli", "run", "--file", str(contrast_clip), "--realtime",
+                                "--record", str(tmp_path / "c.mid"), "-q"], stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: (tmp_path / "c.mid").exists(), timeout_s=40, what="the recording to start")
+    time.sleep(4.5)  # past the first window, so lanes have events
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err and "stopped" in err
+    song = mido.MidiFile(tmp_path / "c.mid")
+    assert len(song.tracks) == 16
+    # A clean stop rewrites the file without the crash-safety padding events.
+    assert not any(m.type == "sequencer_specific" for track in song.tracks for m in track)
