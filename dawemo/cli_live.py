@@ -33,7 +33,7 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
     parser.add_argument("--preset", default="default", help="mapping preset: a TOML file or a shipped name (default %(default)s)")
     parser.add_argument("--record", type=Path, metavar="OUT.mid", help="record the automation as a type 1 MIDI file")
     parser.add_argument("--timeline", type=Path, metavar="OUT.csv",
-                        help="with --record: also write every update's emotions and features (.csv or .jsonl)")
+                        help="write every update's emotions and features (.csv or .jsonl)")
     parser.add_argument("--tempo-bpm", type=float, default=120.0, help="tempo of the recorded MIDI file (default 120)")
     parser.add_argument("--duration-s", type=positive_seconds, help="stop after this many seconds")
     parser.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S)
@@ -73,9 +73,6 @@ def run_live(args: argparse.Namespace, print_error) -> int:
     from dawemo.recorder import AutomationRecorder
     from dawemo.sources import AudioSourceError
 
-    if args.timeline is not None and args.record is None:
-        print_error("--timeline is written alongside --record OUT.mid; give both")
-        return 2
     if (args.realtime or args.loop) and args.file is None:
         print_error("--realtime and --loop apply to --file only")
         return 2
@@ -101,7 +98,7 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                                                           on_status=lambda state, error: _status(state, error)))
                 source = stack.enter_context(_open_source(args))
                 recorder = None
-                if args.record:
+                if args.record or args.timeline:
                     recorder = stack.enter_context(AutomationRecorder(
                         args.record, args.timeline, args.tempo_bpm, lanes=preset.lanes,
                         columns=list(C.EMOTION_NAMES + C.MIDLEVEL_NAMES),

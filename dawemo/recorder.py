@@ -148,7 +148,7 @@ class AutomationRecorder:
     """Crash-safe recorder of CC automation (SMF type 1) and model updates (CSV/JSONL), as a context manager.
 
     Args:
-        midi_path: the .mid file to write (replaced if it exists).
+        midi_path: the .mid file to write (replaced if it exists); None records the timeline only.
         timeline_path: optional .csv (default format) or .jsonl file for ``record_update``.
         tempo_bpm: the tempo the file is laid out at; set the DAW project to it.
         lanes: per lane ``(name, channel 0-15, control 0-127 or (msb, lsb))`` or objects with
@@ -163,7 +163,7 @@ class AutomationRecorder:
         min_reserve_bytes: free room per lane track after each full rewrite (at least its size).
     """
 
-    def __init__(self, midi_path: str | Path, timeline_path: str | Path | None = None, tempo_bpm: float = 120.0,
+    def __init__(self, midi_path: str | Path | None, timeline_path: str | Path | None = None, tempo_bpm: float = 120.0,
                  lanes: Sequence = (), columns: Sequence[str] | None = None, *, ppq: int = 480,
                  flush_interval_s: float = 0.5, start_time_s: float | None = None,
                  title: str = "dawemo automation", min_reserve_bytes: int = MIN_RESERVE_BYTES) -> None:
@@ -171,7 +171,7 @@ class AutomationRecorder:
             raise ValueError(f"tempo_bpm must be 1-1000, got {tempo_bpm}")
         if not 24 <= ppq <= 0x7FFF:
             raise ValueError(f"ppq must be 24-32767, got {ppq}")
-        self.midi_path = Path(midi_path)
+        self.midi_path = Path(midi_path) if midi_path is not None else None
         self.timeline_path = Path(timeline_path) if timeline_path is not None else None
         self.tempo_bpm = float(tempo_bpm)
         self.ppq = ppq
@@ -206,8 +206,9 @@ class AutomationRecorder:
         """Create both files (readable from the start) and start the writer thread."""
         if self.start_time_s is None:
             self.start_time_s = time.monotonic()
-        self.midi_path.parent.mkdir(parents=True, exist_ok=True)
-        self._rewrite(compact=False)
+        if self.midi_path is not None:
+            self.midi_path.parent.mkdir(parents=True, exist_ok=True)
+            self._rewrite(compact=False)
         if self.timeline_path is not None:
             self.timeline_path.parent.mkdir(parents=True, exist_ok=True)
             self._timeline = open(self.timeline_path, "w", encoding="utf-8", newline="")
@@ -234,7 +235,8 @@ class AutomationRecorder:
         with self._write_lock:
             self._flush_locked()
             try:
-                self._rewrite(compact=True)
+                if self.midi_path is not None:
+                    self._rewrite(compact=True)
             except OSError as error:
                 self._fail(f"final MIDI write failed: {error}")
             if self._midi_fd is not None:
@@ -284,7 +286,7 @@ class AutomationRecorder:
     def flush(self) -> None:
         """Write everything recorded so far to disk now (the writer thread does this every flush_interval_s)."""
         with self._write_lock:
-            if self._midi_fd is not None:  # not before __enter__ nor after close
+            if self._thread is not None:  # not before __enter__ nor after close
                 self._flush_locked()
 
     @property
@@ -309,7 +311,8 @@ class AutomationRecorder:
             rows, self._pending_rows = self._pending_rows, []
             header_needed = self.columns is not None and not self._header_done and not self.jsonl
         try:
-            self._write_midi(self._encode(new_cc))
+            if self.midi_path is not None:
+                self._write_midi(self._encode(new_cc))
         except OSError as error:
             self._needs_rewrite = True  # the caches hold everything; the next flush rewrites whole
             self._fail(f"MIDI write failed: {error}")

@@ -156,6 +156,15 @@ def test_run_records_automation_and_timeline(contrast_clip, tmp_path):
     assert set(C.EMOTION_NAMES + C.MIDLEVEL_NAMES) <= set(rows[0])
 
 
+def test_timeline_alone(contrast_clip, tmp_path):
+    result = run_cli("run", "--file", str(contrast_clip), "--timeline", str(tmp_path / "t.jsonl"), "-q")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert len(rows) > 10 and set(C.EMOTION_NAMES) <= set(rows[0]) and not list(tmp_path.glob("*.mid"))
+
+
 def test_kill_9_during_a_live_run_leaves_readable_files(contrast_clip, tmp_path):
     import mido
 
@@ -183,7 +192,6 @@ def test_kill_9_during_a_live_run_leaves_readable_files(contrast_clip, tmp_path)
 @pytest.mark.parametrize("args, message", [
     (["--file", "nope.wav"], "nope.wav"),
     (["--file", "{clip}", "--preset", "missing-preset"], "missing-preset"),
-    (["--file", "{clip}", "--timeline", "t.csv"], "--record"),
     (["--input", "no such device 123"], "no such device 123"),
 ])
 def test_run_errors_are_one_line_with_exit_2(contrast_clip, tmp_path, args, message):
