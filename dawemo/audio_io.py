@@ -30,6 +30,27 @@ def path_problem(path: Path) -> str | None:
     return None
 
 
+def wav_truncation(path: Path) -> str | None:
+    """For a RIFF/WAVE file whose data chunk is cut short, say so (pedalboard would zero-fill it)."""
+    import struct
+
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if chunk_id == b"data":
+                available = path.stat().st_size - f.tell()
+                if size != 0xFFFFFFFF and available < size:  # 0xFFFFFFFF: streamed, size unknown
+                    return f"{path}: truncated WAV file ({available} of {size} audio bytes present)"
+                return None
+            f.seek(size + (size & 1), 1)
+
+
 def load_audio(path: str | Path, sample_rate: int = C.SAMPLE_RATE) -> np.ndarray:
     """Decode any format pedalboard reads to mono float32 at ``sample_rate``.
 
@@ -39,7 +60,7 @@ def load_audio(path: str | Path, sample_rate: int = C.SAMPLE_RATE) -> np.ndarray
     from pedalboard.io import AudioFile
 
     path = Path(path)
-    problem = path_problem(path)
+    problem = path_problem(path) or wav_truncation(path)
     if problem:
         raise AudioInputError(problem)
     try:
