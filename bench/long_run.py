@@ -22,7 +22,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dawemo.audio_io import load_audio  # noqa: E402
 from dawemo.demo import write_demo_clip  # noqa: E402
 from dawemo.engine import STREAM_CLOCK, EmotionEngine  # noqa: E402
 from dawemo.mapping import load_preset  # noqa: E402
@@ -56,9 +55,9 @@ def main() -> None:
                 FileSource(clip, realtime=False, loop=True, buffer_s=30.0) as source:
             with EmotionEngine(source, model, preset=preset, recorder=recorder, clock=STREAM_CLOCK) as engine:
                 next_sample = 0.0
-                while engine.stats().stream_time_s < target_s:
+                while engine.stream_time_s < target_s:
                     time.sleep(0.5)
-                    now_s = engine.stats().stream_time_s
+                    now_s = engine.stream_time_s
                     if now_s >= next_sample:
                         memory.append((now_s, rss_mb()))
                         next_sample += 300.0

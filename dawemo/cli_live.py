@@ -120,7 +120,7 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                     break
                 now = time.monotonic()
                 if args.duration_s and (now - started >= args.duration_s if realtime
-                                        else engine.stats().stream_time_s >= args.duration_s):
+                                        else engine.stream_time_s >= args.duration_s):
                     break
                 if not args.quiet and now >= next_view:
                     next_view = now + args.view_every_s

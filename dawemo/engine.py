@@ -209,6 +209,7 @@ class EmotionEngine:
         self.midi.send(events)
 
     def stats(self) -> EngineStats:
+        """Current values; ``cpu_percent`` covers the time since the previous call."""
         cpu_now, wall_now = time.process_time(), time.monotonic()
         cpu_then, wall_then = self._cpu_mark
         self._cpu_mark = (cpu_now, wall_now)
@@ -221,12 +222,17 @@ class EmotionEngine:
             midlevel = dict(zip(self.model.midlevel_names, map(float, self._last_update[0])))
             emotions = dict(zip(self.model.emotion_names, map(float, self._last_update[1])))
         return EngineStats(
-            state=self.state, stream_time_s=self._stream_samples / self.model.sample_rate, updates=self.updates,
+            state=self.state, stream_time_s=self.stream_time_s, updates=self.updates,
             update_rate_hz=rate, dropped_frames=int(self.source.dropped_frames), cpu_percent=cpu_percent,
             latency_ms_p50=float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
             latency_ms_p99=float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
             level_dbfs=float(self.source.level_dbfs), cc_events=self.cc_events, last_error=self.last_error,
             midlevel=midlevel, emotions=emotions)
+
+    @property
+    def stream_time_s(self) -> float:
+        """Seconds of audio analysed so far (cheap; unlike ``stats()`` it starts no new CPU interval)."""
+        return self._stream_samples / self.model.sample_rate
 
     def latencies_ms(self) -> np.ndarray:
         return np.array(self._latencies_s) * 1000.0

@@ -74,7 +74,6 @@ class SpectrogramFrontEnd:
 
     def reset(self) -> None:
         self._pending = np.zeros(0, dtype=np.float32)
-        self.frames_emitted = 0
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Filterbank magnitudes of the frames completed by ``samples``.
@@ -92,7 +91,6 @@ class SpectrogramFrontEnd:
         frames = np.lib.stride_tricks.sliding_window_view(buffer, self.frame_size)[:: self.hop_size][:n_frames]
         spectrum = np.abs(np.fft.rfft(frames * self._window, axis=1)).astype(np.float32)
         self._pending = buffer[n_frames * self.hop_size :]
-        self.frames_emitted += n_frames
         return np.add.reduceat(spectrum[:, self._filter_bins] * self._filter_weights, self._band_starts, axis=1)
 
 
