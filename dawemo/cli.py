@@ -452,6 +452,30 @@ def run_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def configure_plugins(parser: argparse.ArgumentParser) -> None:
+    from dawemo.cli_machine import configure_plugins as configure
+
+    configure(parser)
+
+
+def run_plugins(args: argparse.Namespace) -> int:
+    from dawemo.cli_machine import run_plugins as run
+
+    return run(args)
+
+
+def configure_render(parser: argparse.ArgumentParser) -> None:
+    from dawemo.cli_machine import configure_render as configure
+
+    configure(parser, positive_seconds)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from dawemo.cli_machine import run_render as run
+
+    return run(args)
+
+
 def configure_run(parser: argparse.ArgumentParser) -> None:
     from dawemo.cli_live import configure_run as configure
 
@@ -522,6 +546,20 @@ COMMANDS: dict[str, Command] = {
         help="list audio inputs, JACK ports and MIDI ports",
         configure=configure_devices,
         run=run_devices,
+    ),
+    "plugins": Command(
+        help="list a plugin's parameters (built-in effects or a .vst3 path) and the example chains",
+        configure=configure_plugins,
+        run=run_plugins,
+    ),
+    "render": Command(
+        help="render a machine sound through a plugin chain that follows a music file's emotions",
+        description="Offline machine sound: MUSIC is analysed as by 'dawemo analyze'; MACHINE is rendered "
+                    "through the chain (TOML) with its parameter lanes following the emotions over "
+                    "time. Writes OUTPUT, the parameter curves (CSV) and, with --mix, music + machine. "
+                    "Exit status: 0 written, 1 an input or output failed, 2 bad option, chain or model.",
+        configure=configure_render,
+        run=run_render,
     ),
     "demo": Command(
         help="generate a demo clip and analyse it (JSON, CSV, figure)",

@@ -145,8 +145,63 @@ def _need_string(key: str, value: object) -> str:
     return value
 
 
+class RangeMapping:
+    """Source range -> curve -> output range; shared by CC lanes and plugin-parameter lanes.
+
+    Needs attributes ``in_min``, ``in_max``, ``out_min``, ``out_max``, ``curve``, ``shape``.
+    """
+
+    in_min: float
+    in_max: float
+    out_min: float
+    out_max: float
+    curve: str
+    shape: float | None
+
+    def normalize(self, value: float) -> float:
+        """Source value -> [0, 1] over in_min..in_max, clamped (in_min > in_max reverses)."""
+        u = (value - self.in_min) / (self.in_max - self.in_min)
+        return min(1.0, max(0.0, u))
+
+    def map_normalized(self, u: float) -> float:
+        """Normalised value in [0, 1] -> output units (curve, then out_min..out_max)."""
+        return self.out_min + apply_curve(self.curve, self.shape, u) * (self.out_max - self.out_min)
+
+    def map_value(self, value: float) -> float:
+        """Source value -> output units, without smoothing (the lane's static transfer function)."""
+        return self.map_normalized(self.normalize(value))
+
+
+def check_curve(curve: object, shape: object) -> tuple[str, float | None]:
+    """Validate a curve name and its optional shape; raises PresetError naming the key."""
+    curve = _need_string("curve", curve)
+    if curve not in CURVES:
+        raise _fail("curve", f"unknown curve {curve!r}{_suggest(curve, CURVES)}; one of: {', '.join(CURVES)}")
+    if shape is not None:
+        if curve == "linear":
+            raise _fail("shape", "the linear curve takes no shape")
+        shape = _need_number("shape", shape)
+        if not 0 < shape <= MAX_SHAPE:
+            raise _fail("shape", f"must be > 0 and <= {MAX_SHAPE:g}, got {shape:g}")
+    return curve, shape
+
+
+def check_smoothing(attack_s: object, release_s: object, max_rate_hz: object) -> tuple[float, float, float]:
+    """Validate attack/release times (>= 0 s) and a rate limit (> 0 Hz); raises PresetError."""
+    times = []
+    for key, value in (("attack_s", attack_s), ("release_s", release_s)):
+        value = _need_number(key, value)
+        if value < 0:
+            raise _fail(key, f"must be >= 0 seconds, got {value:g}")
+        times.append(value)
+    rate = _need_number("max_rate_hz", max_rate_hz)
+    if rate <= 0:
+        raise _fail("max_rate_hz", f"must be > 0, got {rate:g}")
+    return times[0], times[1], rate
+
+
 @dataclass
-class Lane:
+class Lane(RangeMapping):
     """One automation lane: a model output mapped to a 7-bit CC or a 14-bit CC pair.
 
     ``channel`` is 0-15 here (1-16 in preset files). ``None`` ranges take the defaults: in 1-9 for
@@ -198,24 +253,10 @@ class Lane:
             if not 0 <= value <= full:
                 raise _fail(key, f"must be within 0-{full} for a {self.bits}-bit CC, got {value:g}")
             setattr(self, key, value)
-        curve = _need_string("curve", self.curve)
-        if curve not in CURVES:
-            raise _fail("curve", f"unknown curve {curve!r}{_suggest(curve, CURVES)}; one of: {', '.join(CURVES)}")
-        if self.shape is not None:
-            if curve == "linear":
-                raise _fail("shape", "the linear curve takes no shape")
-            self.shape = _need_number("shape", self.shape)
-            if not 0 < self.shape <= MAX_SHAPE:
-                raise _fail("shape", f"must be > 0 and <= {MAX_SHAPE:g}, got {self.shape:g}")
-        for key in ("attack_s", "release_s"):
-            value = _need_number(key, getattr(self, key))
-            if value < 0:
-                raise _fail(key, f"must be >= 0 seconds, got {value:g}")
-            setattr(self, key, value)
+        self.curve, self.shape = check_curve(self.curve, self.shape)
+        self.attack_s, self.release_s, self.max_rate_hz = check_smoothing(self.attack_s, self.release_s,
+                                                                          self.max_rate_hz)
         self.deadband = _need_int("deadband", self.deadband, 0, full)
-        self.max_rate_hz = _need_number("max_rate_hz", self.max_rate_hz)
-        if self.max_rate_hz <= 0:
-            raise _fail("max_rate_hz", f"must be > 0, got {self.max_rate_hz:g}")
 
     @property
     def bits(self) -> int:
@@ -232,18 +273,6 @@ class Lane:
         """Controller numbers this lane sends, in sending order (MSB before LSB)."""
         return (self.cc,) if self.cc is not None else (self.cc14, self.cc14 + 32)
 
-    def normalize(self, value: float) -> float:
-        """Source value -> [0, 1] over in_min..in_max, clamped (in_min > in_max reverses)."""
-        u = (value - self.in_min) / (self.in_max - self.in_min)
-        return min(1.0, max(0.0, u))
-
-    def map_normalized(self, u: float) -> float:
-        """Normalised value in [0, 1] -> output units (curve, then out_min..out_max)."""
-        return self.out_min + apply_curve(self.curve, self.shape, u) * (self.out_max - self.out_min)
-
-    def map_value(self, value: float) -> float:
-        """Source value -> output units, without smoothing (the lane's static transfer function)."""
-        return self.map_normalized(self.normalize(value))
 
 
 def cc_value(lane: Lane, mapped: float) -> int:
@@ -582,19 +611,23 @@ class _LaneState:
         self.last_send_s = -math.inf
 
 
-class CcMapper:
-    """Model updates -> CC events: hop interpolation, attack/release smoothing, deadband, rate limit.
+class LaneMapper:
+    """Model updates -> smoothed lane values on a control-tick grid; subclasses decide what to emit.
 
-    Deterministic: the result depends only on the push times/values and the preset, not on how often
-    ``tick`` is called. Control ticks lie on a grid ``first_push_s + n / tick_hz``. Not thread-safe:
-    call from one thread.
+    Per lane: hop interpolation (a ramp to each new value), then a one-pole smoother (attack while
+    the source rises, release while it falls), then send-on-change and the lane's rate limit.
+    Deterministic: the result depends only on the push times/values and the lanes, not on how
+    often ``tick`` is called. Control ticks lie on a grid ``first_push_s + n / tick_hz``. Not
+    thread-safe: call from one thread.
+
+    Lanes need ``source``, ``normalize``, ``map_normalized``, ``in_min``/``in_max``, ``attack_s``,
+    ``release_s`` and ``max_rate_hz``.
     """
 
-    def __init__(self, preset: Preset) -> None:
-        self.preset = preset
-        self.lanes = preset.lanes
-        self.tick_s = 1.0 / preset.tick_hz
-        self.ramp_s = preset.hop_s if preset.interpolation == "linear" else 0.0
+    def __init__(self, lanes: Sequence, tick_hz: float, hop_s: float, interpolation: str = "linear") -> None:
+        self.lanes = list(lanes)
+        self.tick_s = 1.0 / tick_hz
+        self.ramp_s = hop_s if interpolation == "linear" else 0.0
         # Exact one-pole step for a fixed tick: after t seconds the remaining gap is exp(-t / tau).
         self._attack_alpha = [_alpha(lane.attack_s, self.tick_s) for lane in self.lanes]
         self._release_alpha = [_alpha(lane.release_s, self.tick_s) for lane in self.lanes]
@@ -602,6 +635,18 @@ class CcMapper:
         # A source rising means the normalised value falling when in_min > in_max.
         self._rising_sign = [1.0 if lane.in_max > lane.in_min else -1.0 for lane in self.lanes]
         self.reset()
+
+    # What to send, for subclasses: ``_output`` turns a smoothed value into what is compared and
+    # sent, ``_unchanged`` says whether that is close enough to the last one sent to skip it,
+    # ``_emit`` appends the events.
+    def _output(self, index: int, mapped: float):
+        return mapped
+
+    def _unchanged(self, index: int, output, last_sent) -> bool:
+        return output == last_sent
+
+    def _emit(self, tick_s: float, index: int, output, mapped: float, events: list) -> None:
+        raise NotImplementedError
 
     def reset(self) -> None:
         """Forget all updates and sent values; the next push starts a new tick grid."""
@@ -664,9 +709,8 @@ class CcMapper:
                 continue
             if state.smoothed != state.ramp_to or self._ramp_at(state, tick_s) != state.ramp_to:
                 return False
-            lane = self.lanes[index]
-            value = cc_value(lane, lane.map_normalized(state.smoothed))
-            if state.last_sent is None or abs(value - state.last_sent) >= max(1, lane.deadband):
+            output = self._output(index, self.lanes[index].map_normalized(state.smoothed))
+            if state.last_sent is None or not self._unchanged(index, output, state.last_sent):
                 return False  # a send is due (perhaps held back by the rate limit)
         return True
 
@@ -714,25 +758,44 @@ class CcMapper:
                     state.smoothed = target
             if not emit:
                 continue
-            lane = self.lanes[index]
-            mapped = lane.map_normalized(state.smoothed)
-            value = cc_value(lane, mapped)
-            if state.last_sent is not None and abs(value - state.last_sent) < max(1, lane.deadband):
-                continue  # send on change only, and only changes of at least the deadband
+            mapped = self.lanes[index].map_normalized(state.smoothed)
+            output = self._output(index, mapped)
+            if state.last_sent is not None and self._unchanged(index, output, state.last_sent):
+                continue  # send on change only (CC lanes: changes of at least the deadband)
             if tick_s - state.last_send_s < self._min_gap_s[index]:
                 continue  # rate limit: the change stays pending and goes out at the next allowed tick
-            state.last_sent, state.last_send_s = value, tick_s
-            events += self._encode(tick_s, index, value, mapped)
-
-    def _encode(self, time_s: float, index: int, value: int, mapped: float) -> list[CcEvent]:
-        lane = self.lanes[index]
-        return [CcEvent(time_s, index, lane.channel, control, data, mapped)
-                for control, data in encode_cc(lane, value)]
+            state.last_sent, state.last_send_s = output, tick_s
+            self._emit(tick_s, index, output, mapped, events)
 
     def mapped_values(self) -> list[float | None]:
         """Each lane's current smoothed value in output units (None before its first update)."""
         return [lane.map_normalized(state.smoothed) if state.has_value else None
                 for lane, state in zip(self.lanes, self._states)]
+
+
+class CcMapper(LaneMapper):
+    """Model updates -> CC events: hop interpolation, attack/release smoothing, deadband, rate limit.
+
+    ``push(update_time_s, values)`` on each model update, ``tick(now_s)`` as often as convenient.
+    """
+
+    def __init__(self, preset: Preset) -> None:
+        self.preset = preset
+        super().__init__(preset.lanes, preset.tick_hz, preset.hop_s, preset.interpolation)
+
+    def _output(self, index: int, mapped: float) -> int:
+        return cc_value(self.lanes[index], mapped)
+
+    def _unchanged(self, index: int, output: int, last_sent: int) -> bool:
+        return abs(output - last_sent) < max(1, self.lanes[index].deadband)
+
+    def _emit(self, tick_s: float, index: int, output: int, mapped: float, events: list) -> None:
+        events += self._encode(tick_s, index, output, mapped)
+
+    def _encode(self, time_s: float, index: int, value: int, mapped: float) -> list[CcEvent]:
+        lane = self.lanes[index]
+        return [CcEvent(time_s, index, lane.channel, control, data, mapped)
+                for control, data in encode_cc(lane, value)]
 
     def learn_events(self, lane_index: int, start_s: float, steps: int = 9) -> list[CcEvent]:
         """A sweep over one lane's output range for a DAW's MIDI learn; nothing on other lanes.

@@ -1,0 +1,106 @@
+"""``dawemo plugins`` and ``dawemo render``: the machine-sound commands.
+
+Only argparse is imported at module level so ``dawemo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dawemo import constants as C
+
+PROG = "dawemo"
+
+
+def configure_plugins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plugin", nargs="?", metavar="NAME|PATH",
+                        help="a built-in effect (e.g. Reverb) or a .vst3 plugin path; "
+                             "without it: the built-ins and the shipped example chains")
+
+
+def run_plugins(args: argparse.Namespace) -> int:
+    from dawemo.machine.chain import ChainError, load_chain, shipped_chains
+    from dawemo.machine.plugins import BUILTIN_PARAMETERS, PluginError, describe_plugin, format_parameters
+
+    if args.plugin is None:
+        print("built-in effects (dawemo plugins NAME lists the parameters):")
+        for name, parameters in BUILTIN_PARAMETERS.items():
+            moving = [p.name for p in parameters if p.automatable]
+            print(f"  {name:16s} lanes: {', '.join(moving) or '-'}")
+        print("external: the path of a .vst3 plugin (or an Audio Unit .component on macOS)")
+        print("\nexample chains (dawemo render ... --chain NAME):")
+        for name in shipped_chains():
+            try:
+                chain = load_chain(name)
+                print(f"  {name:16s} {chain.description}")
+            except ChainError as error:
+                print(f"  {name:16s} (broken: {error})")
+        return 0
+    try:
+        name, parameters = describe_plugin(args.plugin)
+    except PluginError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    print(format_parameters(name, parameters))
+    return 0
+
+
+def configure_render(parser: argparse.ArgumentParser, positive_seconds) -> None:
+    parser.add_argument("music", type=Path, help="the music whose emotions drive the parameters")
+    parser.add_argument("machine", type=Path, help="the machine sound to render through the chain")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="rendered machine sound (WAV, FLAC, ...)")
+    parser.add_argument("--chain", required=True, help="chain TOML file or a shipped example name (see 'dawemo plugins')")
+    parser.add_argument("--mix", type=Path, metavar="OUT", help="also write music + rendered machine sound")
+    parser.add_argument("--curves", type=Path, metavar="OUT.csv",
+                        help="parameter curves used (default: OUTPUT's name + .curves.csv)")
+    parser.add_argument("--block-size", type=int, default=4096, help="samples per processing block (default %(default)s)")
+    parser.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S)
+    parser.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S)
+    parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from dawemo.machine.chain import ChainError, load_chain
+    from dawemo.machine.render import RenderError, render
+    from dawemo.model import EmotionModel, ModelError
+
+    if args.block_size < 1:
+        print(f"{PROG}: error: --block-size must be at least 1, got {args.block_size}", file=sys.stderr)
+        return 2
+    for path, what in ((args.output, "output"), (args.mix, "--mix"), (args.curves, "--curves")):
+        if path is not None and not path.parent.exists():
+            print(f"{PROG}: error: {what} folder {path.parent} does not exist", file=sys.stderr)
+            return 2
+    try:
+        chain = load_chain(args.chain)
+        model = EmotionModel(args.model) if args.model else EmotionModel()
+    except (ChainError, ModelError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    show = not args.quiet and sys.stderr.isatty()
+
+    def progress(stage: str, fraction: float) -> None:
+        if show:
+            print(f"\r{stage} {fraction:4.0%}", end="", file=sys.stderr, flush=True)
+
+    try:
+        result = render(args.music, args.machine, chain, args.output, model, args.window_s, args.hop_s,
+                        args.block_size, args.mix, args.curves, progress)
+    except RenderError as error:
+        if show:
+            print(file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    if show:
+        print("\r" + " " * 20 + "\r", end="", file=sys.stderr)
+    if result.note:
+        print(f"{PROG}: note: {result.note}", file=sys.stderr)
+    print(f"wrote {result.output_path} ({result.duration_s:.1f} s at {result.sample_rate:g} Hz, chain "
+          f"'{chain.name}', {result.updates} emotion updates, {result.realtime_factor:.0f}x real time)")
+    print(f"wrote {result.curves_path}")
+    if result.mix_path:
+        print(f"wrote {result.mix_path}")
+    return 0
