@@ -39,6 +39,14 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
     parser.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S)
     parser.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S)
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+    machine = parser.add_argument_group("machine sound (JACK): a second stream through a plugin chain")
+    machine.add_argument("--chain", help="plugin chain (TOML file or shipped name, see 'dawemo plugins') whose "
+                                         "parameters follow the emotion")
+    machine.add_argument("--machine-input", metavar="PORTS",
+                         help="JACK ports carrying the machine sound, comma-separated (default: connect none; "
+                              "dawemo-machine:in_1/in_2 wait for a connection)")
+    machine.add_argument("--machine-output", metavar="PORTS",
+                         help="JACK ports to play the processed machine sound to (e.g. 'system:playback_*')")
     parser.add_argument("--view-every-s", type=positive_seconds, default=1.0, help="live view refresh (default 1 s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live view")
 
@@ -76,9 +84,17 @@ def run_live(args: argparse.Namespace, print_error) -> int:
     if (args.realtime or args.loop) and args.file is None:
         print_error("--realtime and --loop apply to --file only")
         return 2
+    if (args.machine_input or args.machine_output) and not args.chain:
+        print_error("--machine-input and --machine-output need --chain")
+        return 2
     try:
         preset = load_preset(args.preset)
         model = EmotionModel(args.model)
+        chain = None
+        if args.chain:
+            from dawemo.machine.chain import load_chain
+
+            chain = load_chain(args.chain)
     except (PresetError, ModelError, FileNotFoundError) as error:
         print_error(str(error))
         return 2
@@ -97,6 +113,13 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                                                           virtual=bool(args.virtual_port), api=args.midi_api,
                                                           on_status=lambda state, error: _status(state, error)))
                 source = stack.enter_context(_open_source(args))
+                machine = None
+                if chain is not None:
+                    from dawemo.machine.live import JackMachine
+
+                    split = lambda text: [p.strip() for p in (text or "").split(",") if p.strip()]  # noqa: E731
+                    machine = stack.enter_context(JackMachine(chain, split(args.machine_input),
+                                                              split(args.machine_output), args.hop_s))
                 recorder = None
                 if args.record or args.timeline:
                     recorder = stack.enter_context(AutomationRecorder(
@@ -106,10 +129,13 @@ def run_live(args: argparse.Namespace, print_error) -> int:
             except (AudioSourceError, MidiPortError, OSError, ValueError) as error:
                 print_error(str(error).splitlines()[0])
                 return 2
+            on_update = (lambda update, values: machine.push(values)) if machine is not None else None
             engine = stack.enter_context(EmotionEngine(source, model, args.window_s, args.hop_s, preset, midi,
-                                                       recorder, clock=clock))
+                                                       recorder, clock=clock, on_update=on_update))
             if not args.quiet:
                 where = f"MIDI -> {midi.port_name}" if midi is not None else "no MIDI output"
+                if machine is not None:
+                    where += f", machine sound '{chain.name}' on {', '.join(machine.port_names)}"
                 print(f"dawemo run: {source.name} -> {model.name} v{model.version} -> {where} "
                       f"(hop {engine.tracker.hop_s:.2f} s, window {engine.tracker.window_s:.1f} s); Ctrl-C stops",
                       file=sys.stderr)
@@ -122,9 +148,15 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                 if args.duration_s and (now - started >= args.duration_s if realtime
                                         else engine.stream_time_s >= args.duration_s):
                     break
+                if machine is not None and machine.error:
+                    print_error(machine.error)
+                    return 1
                 if not args.quiet and now >= next_view:
                     next_view = now + args.view_every_s
-                    print(_view_line(engine.stats(), model.emotion_names), file=sys.stderr, flush=True)
+                    line = _view_line(engine.stats(), model.emotion_names)
+                    if machine is not None:
+                        line += f" | machine '{chain.name}' underruns {machine.underrun_frames}"
+                    print(line, file=sys.stderr, flush=True)
             stats = engine.stats()
         if not args.quiet:
             print(f"stopped after {stats.stream_time_s:.1f} s of audio: {stats.updates} updates, "

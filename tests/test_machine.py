@@ -9,7 +9,6 @@ import csv
 import math
 import re
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -22,7 +22,6 @@ Every error names the file and line (``ChainError``). See docs/machine-sounds.md
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field

@@ -1,0 +1,150 @@
+"""The live machine sound on JACK: input ports -> chain (parameters following the emotion) -> output ports.
+
+The JACK callback only copies: input blocks into one ring, output blocks out of another. A
+worker thread runs the chain between the rings (pedalboard releases the GIL while it
+processes), so a slow block costs an output underrun (counted, filled with silence), never a
+stalled JACK graph. The output lags the input by ``latency_periods`` JACK periods.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from dawemo.machine.chain import Chain
+from dawemo.machine.processor import MachineChain
+from dawemo.mapping import DEFAULT_HOP_S
+from dawemo.ring_buffer import FrameRing
+from dawemo.sources import AudioSourceError, _no_jack_server_message, _silence_jack_errors, match_jack_ports
+
+CHANNELS = 2
+
+
+class JackMachine:
+    """A context manager: a JACK client ``dawemo-machine`` with in_1/in_2 and out_1/out_2.
+
+    Args:
+        chain: the plugin chain.
+        inputs: JACK output ports to take the machine sound from (names or patterns), or None.
+        outputs: JACK input ports to play to (e.g. ``system:playback_*``), or None.
+        hop_s: the model's update interval (each new value is ramped in over it).
+        latency_periods: JACK periods of output delay that absorb the worker's scheduling.
+    """
+
+    def __init__(self, chain: Chain, inputs: Sequence[str] | None = None, outputs: Sequence[str] | None = None,
+                 hop_s: float = DEFAULT_HOP_S, client_name: str = "dawemo-machine", server_name: str | None = None,
+                 latency_periods: int = 2) -> None:
+        self.chain = chain
+        self.inputs, self.outputs = list(inputs or []), list(outputs or [])
+        self.hop_s = hop_s
+        self.client_name, self.server_name = client_name, server_name
+        self.latency_periods = latency_periods
+        self.processor: MachineChain | None = None
+        self.underrun_frames = 0
+        self.error: str | None = None
+        self._client = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def __enter__(self) -> "JackMachine":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        try:
+            import jack
+        except ImportError as error:
+            raise AudioSourceError(f"the live machine sound needs JACK-Client and libjack ({error})") from None
+        _silence_jack_errors()
+        try:
+            client = jack.Client(self.client_name, no_start_server=True, servername=self.server_name)
+        except jack.JackOpenError:
+            raise AudioSourceError(_no_jack_server_message(self.server_name)) from None
+        try:
+            rate, period = client.samplerate, client.blocksize
+            sources = match_jack_ports(self.inputs, [p.name for p in client.get_ports(is_audio=True, is_output=True)])
+            sinks = match_jack_ports(self.outputs, [p.name for p in client.get_ports(is_audio=True, is_input=True)])
+            self.processor = MachineChain(self.chain, rate, hop_s=self.hop_s)
+            self._in_ports = [client.inports.register(f"in_{k + 1}") for k in range(CHANNELS)]
+            self._out_ports = [client.outports.register(f"out_{k + 1}") for k in range(CHANNELS)]
+            capacity = max(8 * period, int(2 * rate))
+            self._in_ring, self._out_ring = FrameRing(capacity, CHANNELS), FrameRing(capacity, CHANNELS)
+            self._out_ring.write(np.zeros((CHANNELS, self.latency_periods * period), np.float32))
+            self._period = period
+            client.set_process_callback(self._process)
+            client.set_shutdown_callback(lambda status, reason: self._fail(f"the JACK server shut down ({reason})"))
+            self._stop.clear()
+            self._worker = threading.Thread(target=self._run_chain, name="dawemo-machine", daemon=True)
+            self._worker.start()
+            client.activate()
+            for k, source in enumerate(sources):
+                client.connect(source, self._in_ports[k % CHANNELS])
+            for k, sink in enumerate(sinks):
+                client.connect(self._out_ports[k % CHANNELS], sink)
+        except BaseException:
+            self._stop.set()
+            client.close()
+            raise
+        self._client = client
+        self.port_names = [port.name for port in self._in_ports + self._out_ports]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.deactivate()
+            finally:
+                client.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5)
+            self._worker = None
+
+    # -- the two threads ------------------------------------------------------------------------
+
+    def _process(self, frames: int) -> None:
+        """JACK's real-time thread: copy in, copy out, wake the worker."""
+        self._in_ring.write([port.get_array() for port in self._in_ports])
+        block = self._out_ring.read(frames)
+        got = block.shape[1]
+        for channel, port in enumerate(self._out_ports):
+            out = port.get_array()
+            out[:got] = block[channel]
+            out[got:] = 0.0
+        if got < frames:
+            self.underrun_frames += frames - got
+        self._wake.set()
+
+    def _run_chain(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.1)
+            self._wake.clear()
+            while self._in_ring.available_frames >= self._period and not self._stop.is_set():
+                try:
+                    self._out_ring.write(self.processor.process(self._in_ring.read(self._period)))
+                except Exception as error:  # noqa: BLE001 - a failing plugin is reported, the graph keeps running
+                    self._fail(f"machine chain failed: {str(error).splitlines()[0] if str(error) else error}")
+                    return
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+
+    # -- control --------------------------------------------------------------------------------
+
+    def push(self, values: Mapping[str, float]) -> None:
+        """A model update; applied at the start of the next block the chain processes."""
+        if self.processor is not None:
+            self.processor.push(values)
+
+    @property
+    def dropped_input_frames(self) -> int:
+        return self._in_ring.overrun_frames if self.processor is not None else 0
