@@ -452,6 +452,19 @@ def run_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def configure_app(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("app_args", nargs=argparse.REMAINDER, help="options of dawemo-app (see dawemo-app --help)")
+
+
+def run_app(args: argparse.Namespace) -> int:
+    try:
+        from ui.app import main as app_main
+    except ImportError as error:
+        print(f"{PROG}: error: the desktop app is not installed ({error})", file=sys.stderr)
+        return EXIT_USAGE
+    return app_main(args.app_args)
+
+
 def configure_plugins(parser: argparse.ArgumentParser) -> None:
     from dawemo.cli_machine import configure_plugins as configure
 
@@ -560,6 +573,11 @@ COMMANDS: dict[str, Command] = {
                     "Exit status: 0 written, 1 an input or output failed, 2 bad option, chain or model.",
         configure=configure_render,
         run=run_render,
+    ),
+    "app": Command(
+        help="the desktop app (same as dawemo-app)",
+        configure=configure_app,
+        run=run_app,
     ),
     "demo": Command(
         help="generate a demo clip and analyse it (JSON, CSV, figure)",

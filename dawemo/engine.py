@@ -208,6 +208,20 @@ class EmotionEngine:
             events = self.mapper.learn_events(lane_index, time.monotonic())
         self.midi.send(events)
 
+    def set_preset(self, preset: Preset) -> None:
+        """Swap the CC mapping while running (e.g. from a mapping editor).
+
+        The new lanes start from the latest model update at once. Needs an engine started with a preset.
+        """
+        if self.mapper is None:
+            raise RuntimeError("set_preset needs an engine started with a preset")
+        preset = dataclasses.replace(preset, hop_s=self.tracker.hop_s)
+        with self._lock:
+            self.preset = preset
+            self.mapper = CcMapper(preset)
+            if self._last_update is not None:
+                self.mapper.push(self._now(self.stream_time_s), update_values(*self._last_update))
+
     def stats(self) -> EngineStats:
         """Current values; ``cpu_percent`` covers the time since the previous call."""
         cpu_now, wall_now = time.process_time(), time.monotonic()

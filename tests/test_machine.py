@@ -187,7 +187,8 @@ def test_a_parameter_change_never_clicks():
         static = MachineChain(chain, SR)
         static.push(values(tension), 0.0)
         limits.append(roughness(static.process(audio)).max())
-    assert roughness(out).max() <= 1.2 * max(limits)
+    # A corner where a ramp starts is allowed (2x); a step of even 0.1 % of full scale is not.
+    assert roughness(out).max() <= 2.0 * max(limits)
 
     # The check does catch a click: the same gain jump applied at once, mid-block.
     import pedalboard
@@ -195,7 +196,7 @@ def test_a_parameter_change_never_clicks():
     first = gain.process(audio[:, :SR + 37], SR, reset=False)
     gain.gain_db = 0.0
     stepped = np.concatenate([first, gain.process(audio[:, SR + 37:], SR, reset=False)], axis=1)
-    assert roughness(stepped).max() > 3 * max(limits)
+    assert roughness(stepped).max() > 10 * max(limits)
 
 
 @pytest.mark.parametrize("name", ["tension-bites", "tender-space", "energy-motion"])

@@ -43,8 +43,10 @@ class _RampedGain:
         self.plugin_index, self.parameter, self.saturate, self.block = plugin_index, parameter, saturate, block
         self.start_gain = self.end_gain = 10.0 ** (gain_db / 20.0)
 
-    def next_target(self, gain_db: float) -> None:
-        self.start_gain, self.end_gain = self.end_gain, 10.0 ** (gain_db / 20.0)
+    def next_target(self, gain_db: float, jump: bool = False) -> None:
+        """The gain at the end of the next control block; ``jump`` starts there (nothing played yet)."""
+        gain = 10.0 ** (gain_db / 20.0)
+        self.start_gain, self.end_gain = (gain if jump else self.end_gain), gain
 
     def process(self, audio: np.ndarray, offset: int) -> np.ndarray:
         if self.start_gain == self.end_gain:
@@ -104,11 +106,11 @@ class MachineChain:
         self.mapper.reset()
         self._incoming.clear()
         # Start where the plugins are (fixed value or default), glide from there to the first update.
-        self.applied = np.array([float(getattr(self.plugins[p], lane.parameter)) for p, lane in self.lane_targets])
-        self.targets = self.applied.copy()
+        self.applied = [float(getattr(self.plugins[p], lane.parameter)) for p, lane in self.lane_targets]
+        self.targets = list(self.applied)
         self.samples_done = 0
         self._curve_times: list[float] = []
-        self._curve_values: list[np.ndarray] = []
+        self._curve_values: list[list[float]] = []
         self._next_curve_s = 0.0
 
     @property
@@ -146,32 +148,36 @@ class MachineChain:
         return out
 
     def _control_tick(self) -> None:
+        # Plain floats, not numpy: a handful of lanes, ~350 ticks per second of audio.
         now_s = self.time_s
         while self._incoming:
             time_s, values = self._incoming.popleft()
             self.mapper.push(now_s if time_s is None else time_s, values)
+        targets, applied = self.targets, self.applied
         for _, index, value in self.mapper.tick(now_s):
-            self.targets[index] = value
-        if not self.lane_targets:
-            return
-        previous = self.applied.copy()
+            targets[index] = value
         if self.samples_done == 0:  # nothing has sounded yet: start at the first values, no glide
-            self.applied[:] = self.targets
-        self.applied += self._glide_alpha * (self.targets - self.applied)
-        settled = np.abs(self.targets - self.applied) <= 1e-9 * np.maximum(1.0, np.abs(self.targets))
-        self.applied[settled] = self.targets[settled]
-        for k in np.flatnonzero(self.applied != previous):
+            applied[:] = targets
+        alpha = self._glide_alpha
+        for k, target in enumerate(targets):
+            value = applied[k]
+            if value == target and self.samples_done:
+                continue
+            value += alpha * (target - value)
+            if abs(target - value) <= 1e-9 * max(1.0, abs(target)):
+                value = target  # settle exactly instead of creeping forever
+            applied[k] = value
             plugin_index, lane = self.lane_targets[k]
-            setattr(self.plugins[plugin_index], lane.parameter, float(self.applied[k]))
+            setattr(self.plugins[plugin_index], lane.parameter, value)
         for ramp in self._ramps:  # the ramp runs from the last tick's value to this one's
-            ramp.next_target(float(getattr(self.plugins[ramp.plugin_index], ramp.parameter)))
+            ramp.next_target(float(getattr(self.plugins[ramp.plugin_index], ramp.parameter)), self.samples_done == 0)
         if self.record_curves and now_s >= self._next_curve_s - 1e-9:
             self._curve_times.append(now_s)
-            self._curve_values.append(self.applied.copy())
+            self._curve_values.append(list(applied))
             self._next_curve_s = now_s + self.curve_interval_s
 
     def curves(self) -> tuple[np.ndarray, np.ndarray]:
         """(times_s, values (n, lanes)) of the applied parameters, when recorded."""
         if not self._curve_times:
             return np.zeros(0), np.zeros((0, len(self.lane_targets)))
-        return np.array(self._curve_times), np.stack(self._curve_values)
+        return np.array(self._curve_times), np.array(self._curve_values)

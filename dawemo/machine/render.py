@@ -142,6 +142,12 @@ def render(music_path: Path, machine_path: Path, chain: Chain, output_path: Path
         samples = load_audio(music_path, model.sample_rate)
     except AudioInputError as error:
         raise RenderError(str(error)) from None
+    from dawemo.analysis import EmotionTracker
+
+    try:
+        EmotionTracker(model, window_s, hop_s)  # a bad window or hop is the caller's error, not the music's
+    except ValueError as error:
+        raise RenderError(str(error)) from None
     updates, note = [], None
     try:
         updates = analyze_samples(samples, model, window_s, hop_s).updates

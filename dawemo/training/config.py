@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 16
-    segments_per_window: int = 4
+    segments_per_window: int = 6  # 6 x 2 s segments of each 10 s crop
     window_frames: int = 313  # 10 s crops
     pairs_per_batch: int = 8
-    ranking_weight: float = 1.0
+    ranking_weight: float = 0.5
     logit_penalty: float = 0.02
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4

@@ -1,0 +1,181 @@
+"""The desktop app (PyQt6), offscreen: real engine, real file source, real ONNX model, real JACK MIDI."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PyQt6.QtWidgets", reason="the desktop app needs PyQt6 (pip install -e .)")
+pytest.importorskip("pytestqt", reason="GUI tests need pytest-qt (pip install -e .[dev])")
+
+from dawemo import constants as C  # noqa: E402
+from tests.conftest import chord_progression, write_audio  # noqa: E402
+from ui.main_window import MainWindow  # noqa: E402
+from ui.settings import AppSettings  # noqa: E402
+
+needs_jackd = pytest.mark.skipif(shutil.which("jackd") is None,
+                                 reason="needs jackd (Debian package jackd2, installed by scripts/test.sh)")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_audio(tmp_path_factory.mktemp("app") / "clip.wav", chord_progression(12.0, 22050, seed=7), 22050)
+
+
+@pytest.fixture
+def window(qtbot, clip, tmp_path):
+    settings = AppSettings(source_kind="file", file_path=str(clip), midi_mode="none")
+    window = MainWindow(settings, tmp_path / "config")
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.stop_engine()
+
+
+def wait_for_updates(qtbot, window, count: int = 3) -> None:
+    qtbot.waitUntil(lambda: window.updates_received >= count, timeout=20000)
+    qtbot.wait(100)  # one redraw
+
+
+def test_meters_timelines_and_explanation_receive_values(qtbot, window):
+    assert window.start_engine(), window.error_banner.text()
+    wait_for_updates(qtbot, window)
+    for name in C.EMOTION_NAMES:
+        assert window.emotion_meters.labels[name].text() != "-"
+        assert 1.0 <= window.emotion_meters.values[name] <= 9.0 or abs(window.emotion_meters.values[name] - 5) < 5
+    for name in C.MIDLEVEL_NAMES:
+        assert 0.0 <= window.midlevel_meters.values[name] <= 1.0
+    assert window.emotion_plot.points >= 3 and window.midlevel_plot.points >= 3
+    assert np.any(window.explanation.contributions != 0)
+    assert "happy =" in window.explanation.summary.text()
+    qtbot.waitUntil(lambda: "updates/s" in window.status_details.text(), timeout=3000)
+    assert "model dawemo" in window.status_details.text()
+    assert window.level_meter.value() > -60
+    assert window.stalls.late_ms  # the event loop kept ticking
+
+
+def test_bad_preset_and_bad_cells_show_errors_instead_of_raising(qtbot, window, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[preset]\nname = "bad"\n\n[[lane]]\nsource = "valence"\ncc = 300\n')
+    assert window.mapping.load(str(bad)) is False
+    assert window.error_banner.isVisible()
+    assert f"{bad}:6" in window.error_banner.text()
+    before = window.mapping.preset
+    cell = window.mapping.table.item(0, 3)  # the first lane's CC
+    cell.setText("300")
+    assert window.mapping.preset is before  # the last valid mapping stays
+    assert "must be 0-119" in cell.toolTip()
+    assert "not applied" in window.mapping.error_label.text()
+    cell.setText("not a number")
+    assert "must be an integer" in cell.toolTip()
+    cell.setText("20")
+    assert window.mapping.error_label.text() == ""
+
+
+def test_start_with_a_missing_file_shows_a_message(qtbot, window, tmp_path):
+    window.source_value.setText(str(tmp_path / "nope.wav"))
+    assert window.start_engine() is False
+    assert "cannot start" in window.error_banner.text() and "nope.wav" in window.error_banner.text()
+    assert not window.controller.running
+
+
+def test_record_writes_readable_midi_and_timeline(qtbot, window, tmp_path):
+    import mido
+
+    midi_path, timeline_path = tmp_path / "take.mid", tmp_path / "take.csv"
+    window.record_midi.setText(str(midi_path))
+    window.record_timeline.setText(str(timeline_path))
+    assert window.start_engine()
+    window.toggle_recording()
+    assert window.record_button.isChecked()
+    wait_for_updates(qtbot, window, 6)
+    qtbot.waitUntil(lambda: window.record_time.text().startswith("recording 00:0"), timeout=3000)
+    window.toggle_recording()
+    assert window.record_time.text() == "recording saved"
+    midi = mido.MidiFile(str(midi_path))
+    assert midi.type == 1
+    names = [track.name for track in midi.tracks]
+    assert "Valence" in names
+    assert sum(1 for track in midi.tracks for message in track if message.type == "control_change") > 10
+    rows = list(csv.DictReader(open(timeline_path)))
+    assert len(rows) >= 4 and set(C.EMOTION_NAMES) <= set(rows[0])
+
+
+def test_choices_are_remembered_between_launches(qtbot, window, tmp_path, clip):
+    window.midi_name.setText("my-synth")
+    window.machine.choice.setCurrentText("tender-space")
+    window.close()
+    again = MainWindow(None, tmp_path / "config")
+    qtbot.addWidget(again)
+    assert again.source_value.text() == str(clip)
+    assert again.midi_name.text() == "my-synth"
+    assert again.machine.choice.currentText() == "tender-space"
+
+
+def test_machine_panel_shows_moving_parameters_and_chain_errors(qtbot, window):
+    window.tabs.setCurrentWidget(window.machine)
+    assert window.machine.lanes.rowCount() == 2  # tension-bites: cutoff and drive
+    assert window.start_engine()
+    wait_for_updates(qtbot, window, 3)
+    qtbot.waitUntil(lambda: window.machine.lanes.item(0, 3).text() != "-", timeout=3000)
+    cutoff = float(window.machine.lanes.item(0, 3).text())
+    assert 350 <= cutoff <= 9000
+    window.machine.editor.setPlainText('[chain]\nname = "x"\n[[plugin]]\nplugin = "Reverbb"\n')
+    assert window.machine.apply_text() is False
+    assert "chain:4" in window.machine.error_label.text() and "did you mean 'Reverb'" in window.machine.error_label.text()
+
+
+@needs_jackd
+def test_editing_a_lane_changes_what_is_sent_on_a_jack_midi_port(qtbot, window):
+    import jack
+
+    from dawemo.jack_server import DummyJackServer
+    from tests.jack_helpers import Receiver, unique, wait_until
+
+    with DummyJackServer(sample_rate=48000):
+        receiver = Receiver(unique("synth"))
+        try:
+            port = unique("dawemo-app")
+            window.midi_mode.setCurrentIndex(0)  # virtual port
+            window.midi_name.setText(port)
+            assert window.start_engine(), window.error_banner.text()
+            patchbay = jack.Client(unique("patchbay"), no_start_server=True)
+            try:
+                wait_until(lambda: bool(patchbay.get_ports(port, is_midi=True, is_output=True)), 10, "dawemo's port")
+                patchbay.connect(patchbay.get_ports(port, is_midi=True, is_output=True)[0], receiver.name)
+            finally:
+                patchbay.close()
+            qtbot.waitUntil(lambda: any(data[1] == 20 for data in receiver.messages()), timeout=20000)
+            assert not any(data[1] == 90 for data in receiver.messages())
+            window.mapping.table.item(0, 3).setText("90")  # valence: CC 20 -> CC 90
+            count = len(receiver.messages())
+            window.mapping.table.item(0, 10).setText("0")  # attack 0 s: the new lane answers at once
+            qtbot.waitUntil(lambda: any(data[1] == 90 for data in receiver.messages()[count:]), timeout=20000)
+            after = receiver.messages()[count + 2:]
+            assert all(data[0] == 0xB0 for data in after)
+            assert not any(data[1] == 20 for data in after[5:])  # the old CC is no longer sent
+        finally:
+            window.stop_engine()
+            receiver.close()
+
+
+def test_dawemo_app_smoke(clip, tmp_path):
+    """Launch the real entry point for a few seconds on a generated clip; any error in the log fails."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "DAWEMO_CONFIG_DIR": str(tmp_path)}
+    shot = tmp_path / "shot.png"
+    done = subprocess.run([sys.executable, "-m", "ui.app", "--file", str(clip), "--no-midi", "--quit-after-s", "5",
+                           "--screenshot", str(shot)], capture_output=True, text=True, timeout=120, env=env)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log
+    for word in ("Traceback", "Error", "error:", "cannot"):
+        assert word not in log, log
+    assert shot.stat().st_size > 20000
+    assert (tmp_path / "app.json").exists()

@@ -1,0 +1,173 @@
+"""The bridge between the engine's threads and the GUI thread.
+
+The engine calls back from its analysis and control threads; those callbacks only put the data
+into Qt signals, which Qt queues to the GUI thread. The GUI never waits for the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from dawemo import constants as C
+
+HISTORY_S = 60.0
+
+
+@dataclass
+class SessionConfig:
+    """What to start: the choices of the source/output panel."""
+
+    source_kind: str  # file, jack, device
+    source_value: str  # path, comma-separated ports, or device name
+    file_loop: bool = True
+    midi_mode: str = "virtual"  # virtual, existing, none
+    midi_name: str = "dawemo"
+    preset: object = None  # a dawemo.mapping.Preset
+    model_path: str = ""
+    chain: object = None  # a dawemo.machine.chain.Chain, or None
+    machine_input: str = ""
+    machine_output: str = ""
+
+
+class History:
+    """The last ``HISTORY_S`` seconds of updates, for the timelines (GUI thread only)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.times = np.full(capacity, np.nan)
+        self.values = np.full((capacity, len(C.EMOTION_NAMES) + len(C.MIDLEVEL_NAMES)), np.nan)
+        self.count = 0
+
+    def append(self, time_s: float, values: dict[str, float]) -> None:
+        row = self.count % len(self.times)
+        self.times[row] = time_s
+        self.values[row] = [values[name] for name in C.EMOTION_NAMES + C.MIDLEVEL_NAMES]
+        self.count += 1
+
+    def recent(self) -> tuple[np.ndarray, np.ndarray]:
+        """(times, values) in time order, the last HISTORY_S seconds."""
+        n = min(self.count, len(self.times))
+        order = (np.arange(n) + (self.count - n)) % len(self.times)
+        times, values = self.times[order], self.values[order]
+        if n:
+            keep = times >= times[-1] - HISTORY_S
+            times, values = times[keep], values[keep]
+        return times, values
+
+
+class EngineController(QObject):
+    """Starts and stops one live session (source, model, MIDI, machine sound, recording)."""
+
+    updated = pyqtSignal(float, dict)  # stream time, {source: value}
+    cc_sent = pyqtSignal(list)  # [CcEvent]
+    midi_status = pyqtSignal(str, str)  # state, error ("" when none)
+    failed = pyqtSignal(str)  # one line for the user
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine = None
+        self.model = None
+        self.midi = None
+        self.source = None
+        self.machine = None
+        self.recorder = None
+        self._stack: contextlib.ExitStack | None = None
+        self.record_started_s: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.engine is not None
+
+    def start(self, config: SessionConfig) -> None:
+        """Open everything or nothing; raises ValueError with one line for the user."""
+        from dawemo.engine import WALL_CLOCK, EmotionEngine
+        from dawemo.midi_out import MidiOutput, MidiPortError
+        from dawemo.model import EmotionModel, ModelError
+        from dawemo.sources import AudioSourceError, DeviceSource, FileSource, JackSource
+
+        if self.running:
+            return
+        stack = contextlib.ExitStack()
+        try:
+            self.model = EmotionModel(config.model_path or None)
+            # MIDI before any JACK audio client: python-rtmidi holds the GIL while it opens.
+            if config.midi_mode != "none":
+                self.midi = stack.enter_context(MidiOutput(
+                    config.midi_name, virtual=config.midi_mode == "virtual",
+                    on_status=lambda state, error: self.midi_status.emit(state, error or "")))
+            if config.source_kind == "file":
+                if not config.source_value:
+                    raise ValueError("choose an audio file to play")
+                self.source = FileSource(config.source_value, realtime=True, loop=config.file_loop)
+            elif config.source_kind == "jack":
+                ports = [p.strip() for p in config.source_value.split(",") if p.strip()]
+                self.source = JackSource(connect=ports or None)
+            else:
+                self.source = DeviceSource(config.source_value or None)
+            stack.enter_context(self.source)
+            if config.chain is not None and (config.machine_input or config.machine_output):
+                from dawemo.machine.live import JackMachine
+
+                split = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
+                self.machine = stack.enter_context(JackMachine(config.chain, split(config.machine_input),
+                                                               split(config.machine_output)))
+            self.engine = EmotionEngine(self.source, self.model, preset=config.preset, midi=self.midi,
+                                        clock=WALL_CLOCK, on_update=self._on_update, on_events=self.cc_sent.emit)
+            self.engine.start()
+            stack.callback(self.engine.stop)
+        except (AudioSourceError, MidiPortError, ModelError, OSError, ValueError, RuntimeError) as error:
+            stack.close()
+            self._clear()
+            raise ValueError(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+        self._stack = stack
+
+    def _on_update(self, update, values: dict) -> None:
+        """Analysis thread: hand over to the GUI thread (queued signal) and the machine sound."""
+        if self.machine is not None:
+            self.machine.push(values)
+        self.updated.emit(float(update.time_s), values)
+
+    def stop(self) -> None:
+        """Stop the engine, flush recordings, close ports (safe to call twice)."""
+        self.stop_recording()
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            stack.close()
+        self._clear()
+
+    def _clear(self) -> None:
+        self.engine = self.midi = self.source = self.machine = None
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def start_recording(self, midi_path: str, timeline_path: str, tempo_bpm: float = 120.0) -> None:
+        from dawemo.recorder import AutomationRecorder
+
+        if not self.running:
+            raise ValueError("start the engine before recording")
+        if not midi_path and not timeline_path:
+            raise ValueError("choose a MIDI file and/or a timeline file to record to")
+        recorder = AutomationRecorder(midi_path or None, timeline_path or None, tempo_bpm,
+                                      lanes=self.engine.preset.lanes if self.engine.preset else (),
+                                      columns=list(C.EMOTION_NAMES + C.MIDLEVEL_NAMES))
+        try:
+            recorder.__enter__()
+        except OSError as error:
+            raise ValueError(f"cannot record: {error}") from None
+        self.recorder = recorder
+        self.record_started_s = time.monotonic()
+        self.engine.recorder = recorder  # read by the engine on every update and CC batch
+
+    def stop_recording(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        if self.engine is not None:
+            self.engine.recorder = None
+            time.sleep(0.05)  # let an update that already holds the recorder finish writing
+        recorder.__exit__(None, None, None)
+        self.record_started_s = None

@@ -1,0 +1,379 @@
+"""The main window: session controls on top, the live view / explanation / mapping / machine tabs,
+recording, and a status bar. Only dawemo's public API is used; the model runs in the engine's
+threads, results arrive through queued signals, and a timer redraws what is visible.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from PyQt6.QtCore import QElapsedTimer, Qt, QTimer
+from PyQt6.QtGui import QKeySequence, QShortcut
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                             QLineEdit, QMainWindow, QProgressBar, QPushButton, QSplitter, QTabWidget, QVBoxLayout,
+                             QWidget)
+
+from dawemo import constants as C
+from dawemo.mapping import PresetError, load_preset
+from ui.controller import EngineController, History, SessionConfig
+from ui.machine_panel import MachinePanel
+from ui.mapping_editor import MappingEditor
+from ui.settings import AppSettings
+from ui.widgets import EMOTION_COLOURS, MIDLEVEL_COLOURS, ExplanationView, MeterBank, TimelinePlot
+
+REDRAW_HZ = 30
+SOURCE_KINDS = {"file": "Audio file (real time)", "jack": "JACK ports", "device": "Audio device"}
+MIDI_MODES = {"virtual": "Virtual MIDI port", "existing": "Existing MIDI port", "none": "No MIDI"}
+
+
+class StallMeter:
+    """Measures event-loop stalls: a 10 ms timer that records how late each tick ran."""
+
+    def __init__(self, parent) -> None:
+        self.clock = QElapsedTimer()
+        self.clock.start()
+        self.last_ms = None
+        self.late_ms: list[float] = []
+        self.timer = QTimer(parent)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start(10)
+
+    def _tick(self) -> None:
+        now = self.clock.nsecsElapsed() / 1e6
+        if self.last_ms is not None:
+            self.late_ms.append(max(0.0, now - self.last_ms - 10.0))
+        self.last_ms = now
+
+    def reset(self) -> None:
+        self.late_ms.clear()
+        self.last_ms = None
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings | None = None, config_folder=None) -> None:
+        super().__init__()
+        self.settings = settings or AppSettings.load(config_folder)
+        self.config_folder = config_folder
+        self.setWindowTitle("dawemo - explainable music emotion, live")
+        self.resize(1280, 720)
+        self.controller = EngineController()
+        self.history = History()
+        self.latest: dict[str, float] | None = None
+        self.updates_received = 0
+        self.errors: list[str] = []
+        try:
+            preset = load_preset(self.settings.preset or "default")
+        except PresetError as error:
+            self.errors.append(str(error))
+            preset = load_preset("default")
+        self._build(preset)
+        self.controller.updated.connect(self._on_update)
+        self.controller.midi_status.connect(self._on_midi_status)
+        self.redraw = QTimer(self)
+        self.redraw.timeout.connect(self._redraw)
+        self.redraw.start(int(1000 / REDRAW_HZ))
+        self.stalls = StallMeter(self)
+        QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.toggle_engine)
+        QShortcut(QKeySequence("F5"), self, activated=self.toggle_engine)
+        QShortcut(QKeySequence("Ctrl+R"), self, activated=self.toggle_recording)
+        if self.errors:
+            self.show_error(self.errors[-1])
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def _build(self, preset) -> None:
+        from dawemo.model import EmotionModel
+
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(6, 6, 6, 2)
+        controls = QHBoxLayout()
+        self.source_kind = QComboBox()
+        for key, label in SOURCE_KINDS.items():
+            self.source_kind.addItem(label, key)
+        self.source_kind.setCurrentIndex(list(SOURCE_KINDS).index(self.settings.source_kind)
+                                         if self.settings.source_kind in SOURCE_KINDS else 0)
+        self.source_value = QLineEdit()
+        self.source_value.setMinimumWidth(260)
+        self.browse_button = QPushButton("...")
+        self.browse_button.setFixedWidth(30)
+        self.loop_box = QCheckBox("loop")
+        self.loop_box.setChecked(self.settings.file_loop)
+        self.midi_mode = QComboBox()
+        for key, label in MIDI_MODES.items():
+            self.midi_mode.addItem(label, key)
+        self.midi_mode.setCurrentIndex(list(MIDI_MODES).index(self.settings.midi_mode)
+                                       if self.settings.midi_mode in MIDI_MODES else 0)
+        self.midi_name = QLineEdit(self.settings.midi_name)
+        self.midi_name.setMaximumWidth(150)
+        self.start_button = QPushButton("Start (Ctrl+Enter)")
+        self.record_button = QPushButton("Record (Ctrl+R)")
+        self.record_button.setCheckable(True)
+        self.record_time = QLabel("not recording")
+        for widget in (QLabel("input"), self.source_kind, self.source_value, self.browse_button, self.loop_box,
+                       QLabel("MIDI"), self.midi_mode, self.midi_name, self.start_button, self.record_button,
+                       self.record_time):
+            controls.addWidget(widget)
+        controls.addStretch(1)
+        outer.addLayout(controls)
+        self.error_banner = QLabel("")
+        self.error_banner.setStyleSheet("background: #fde2e2; color: #7a0000; padding: 4px; border-radius: 3px")
+        self.error_banner.setWordWrap(True)
+        self.error_banner.hide()
+        outer.addWidget(self.error_banner)
+
+        self.tabs = QTabWidget()
+        outer.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+
+        # Live view: meters | timelines | explanation
+        live = QSplitter()
+        meters = QWidget()
+        meter_layout = QVBoxLayout(meters)
+        meter_layout.setContentsMargins(0, 0, 0, 0)
+        self.emotion_meters = MeterBank(C.EMOTION_NAMES, C.EMOTION_SCALE, "Emotions (1-9)")
+        self.midlevel_meters = MeterBank(C.MIDLEVEL_NAMES, C.MIDLEVEL_SCALE, "Mid-level features (0-1)",
+                                         tooltips=C.MIDLEVEL_QUESTIONS)
+        self.level_meter = QProgressBar()
+        self.level_meter.setRange(-60, 0)
+        self.level_meter.setFormat("input %v dBFS")
+        self.level_meter.setValue(-60)
+        meter_layout.addWidget(self.emotion_meters)
+        meter_layout.addWidget(self.midlevel_meters)
+        meter_layout.addWidget(self.level_meter)
+        meter_layout.addStretch(1)
+        plots = QWidget()
+        plot_layout = QVBoxLayout(plots)
+        plot_layout.setContentsMargins(0, 0, 0, 0)
+        self.emotion_plot = TimelinePlot(C.EMOTION_NAMES, EMOTION_COLOURS, C.EMOTION_SCALE, "emotions, last 60 s")
+        self.midlevel_plot = TimelinePlot(C.MIDLEVEL_NAMES, MIDLEVEL_COLOURS, C.MIDLEVEL_SCALE,
+                                          "mid-level features, last 60 s")
+        plot_layout.addWidget(self.emotion_plot)
+        plot_layout.addWidget(self.midlevel_plot)
+        try:
+            model = EmotionModel(self.settings.model_path or None)
+            weights, bias = model.emotion_weights, model.emotion_bias
+            self.model_label = f"{model.name} v{model.version}"
+        except Exception as error:  # noqa: BLE001 - shown in the window; the app still opens
+            self.errors.append(f"model: {error}")
+            weights, bias = np.zeros((8, 7)), np.zeros(8)
+            self.model_label = "no model"
+        self.explanation = ExplanationView(weights, bias)
+        live.addWidget(meters)
+        live.addWidget(plots)
+        live.addWidget(self.explanation)
+        live.setSizes([270, 640, 360])
+        self.tabs.addTab(live, "Live")
+
+        self.mapping = MappingEditor(preset)
+        self.mapping.preset_changed.connect(self._preset_changed)
+        self.mapping.learn_requested.connect(self._learn)
+        self.mapping.message.connect(self.show_error)
+        self.tabs.addTab(self.mapping, "Mapping (MIDI CC)")
+
+        self.machine = MachinePanel(self.settings.chain)
+        self.tabs.addTab(self.machine, "Machine sound")
+
+        record = QWidget()
+        form = QFormLayout(record)
+        self.record_midi = QLineEdit(self.settings.record_midi_path)
+        self.record_midi.setPlaceholderText("automation.mid")
+        self.record_timeline = QLineEdit(self.settings.record_timeline_path)
+        self.record_timeline.setPlaceholderText("timeline.csv")
+        self.tempo = QDoubleSpinBox()
+        self.tempo.setRange(20, 400)
+        self.tempo.setValue(self.settings.tempo_bpm)
+        self.model_path = QLineEdit(self.settings.model_path)
+        self.model_path.setPlaceholderText("shipped model")
+        form.addRow("MIDI file (type 1, one track per lane)", self.record_midi)
+        form.addRow("timeline (CSV or JSONL)", self.record_timeline)
+        form.addRow("tempo (BPM)", self.tempo)
+        form.addRow("model (ONNX)", self.model_path)
+        self.tabs.addTab(record, "Record and model")
+
+        self.status_engine = QLabel("stopped")
+        self.status_details = QLabel("")
+        self.statusBar().addWidget(self.status_engine)
+        self.statusBar().addPermanentWidget(self.status_details)
+        self.source_value.setText(self._source_text(self.settings.source_kind))
+        self.source_kind.currentIndexChanged.connect(
+            lambda: self.source_value.setText(self._source_text(self.source_kind.currentData())))
+        self.browse_button.clicked.connect(self._browse)
+        self.start_button.clicked.connect(self.toggle_engine)
+        self.record_button.clicked.connect(self.toggle_recording)
+
+    def _source_text(self, kind: str) -> str:
+        return {"file": self.settings.file_path, "jack": self.settings.jack_ports,
+                "device": self.settings.device_name}.get(kind, "")
+
+    def _browse(self) -> None:
+        if self.source_kind.currentData() == "file":
+            path, _ = QFileDialog.getOpenFileName(self, "Audio file", "", "Audio (*.wav *.flac *.mp3 *.ogg *.aiff)")
+            if path:
+                self.source_value.setText(path)
+
+    # -- engine ---------------------------------------------------------------------------------
+
+    def toggle_engine(self) -> None:
+        if self.controller.running:
+            self.stop_engine()
+        else:
+            self.start_engine()
+
+    def start_engine(self) -> bool:
+        self.remember()
+        config = SessionConfig(
+            source_kind=self.source_kind.currentData(), source_value=self.source_value.text().strip(),
+            file_loop=self.loop_box.isChecked(), midi_mode=self.midi_mode.currentData(),
+            midi_name=self.midi_name.text().strip() or "dawemo", preset=self.mapping.preset,
+            model_path=self.model_path.text().strip(), chain=self.machine.chain,
+            machine_input=self.machine.machine_input.text().strip(),
+            machine_output=self.machine.machine_output.text().strip())
+        self.status_engine.setText("starting...")
+        try:
+            self.controller.start(config)
+        except ValueError as error:
+            self.status_engine.setText("stopped")
+            self.show_error(f"cannot start: {error}")
+            return False
+        self.clear_error()
+        self.start_button.setText("Stop (Ctrl+Enter)")
+        return True
+
+    def stop_engine(self) -> None:
+        if self.record_button.isChecked():
+            self.record_button.setChecked(False)
+        self.controller.stop()
+        self.start_button.setText("Start (Ctrl+Enter)")
+        self.record_time.setText("not recording")
+        self.status_engine.setText("stopped")
+
+    def toggle_recording(self) -> None:
+        if self.controller.recorder is not None:
+            self.controller.stop_recording()
+            self.record_button.setChecked(False)
+            self.record_time.setText("recording saved")
+            return
+        try:
+            self.controller.start_recording(self.record_midi.text().strip(), self.record_timeline.text().strip(),
+                                            self.tempo.value())
+        except ValueError as error:
+            self.record_button.setChecked(False)
+            self.show_error(str(error))
+            return
+        self.record_button.setChecked(True)
+
+    def _preset_changed(self, preset) -> None:
+        if self.controller.engine is not None:
+            self.controller.engine.set_preset(preset)
+
+    def _learn(self, lane_index: int) -> None:
+        engine = self.controller.engine
+        if engine is None or self.controller.midi is None:
+            self.show_error("learn needs a running engine with a MIDI output")
+            return
+        try:
+            engine.learn(lane_index)
+        except (IndexError, RuntimeError) as error:
+            self.show_error(str(error))
+
+    # -- data from the engine (GUI thread, queued) ----------------------------------------------
+
+    def _on_update(self, time_s: float, values: dict) -> None:
+        self.latest = values
+        self.updates_received += 1
+        self.history.append(time_s, values)
+        self.emotion_meters.set_values(values)
+        self.midlevel_meters.set_values(values)
+        self.explanation.set_midlevel(values)
+        self.machine.push(values)
+
+    def _on_midi_status(self, state: str, error: str) -> None:
+        if state == "lost":
+            self.show_error(f"MIDI port lost ({error}); reconnecting when it comes back")
+        elif state == "open" and self.error_banner.text().startswith("MIDI port lost"):
+            self.clear_error()
+
+    def show_error(self, message: str) -> None:
+        self.error_banner.setText(message)
+        self.error_banner.show()
+        self.statusBar().showMessage(message, 10000)
+
+    def clear_error(self) -> None:
+        self.error_banner.hide()
+        self.error_banner.setText("")
+
+    # -- redraw (timer) -------------------------------------------------------------------------
+
+    def _redraw(self) -> None:
+        self.emotion_meters.refresh()
+        self.midlevel_meters.refresh()
+        self.explanation.refresh()
+        times, values = self.history.recent()
+        self.emotion_plot.show_history(times, values, 0)
+        self.midlevel_plot.show_history(times, values, len(C.EMOTION_NAMES))
+        engine = self.controller.engine
+        machine = self.controller.machine
+        self.machine.refresh(machine.processor.applied if machine is not None and machine.processor else None)
+        if engine is None:
+            return
+        if engine.mapper is not None:
+            self.mapping.show_values(engine.mapper.mapped_values())
+        if self.controller.record_started_s is not None:
+            elapsed = time.monotonic() - self.controller.record_started_s
+            self.record_time.setText(f"recording {int(elapsed // 60):02d}:{elapsed % 60:04.1f}")
+        now = time.monotonic()
+        if now - getattr(self, "_last_status_s", 0.0) >= 0.5:
+            self._last_status_s = now
+            self._show_status(engine)
+
+    def _show_status(self, engine) -> None:
+        stats = engine.stats()
+        if stats.state == "error" and stats.last_error:
+            self.show_error(f"input: {stats.last_error} (retrying)")
+        elif stats.state == "running" and self.error_banner.text().startswith("input:"):
+            self.clear_error()
+        level = stats.level_dbfs if math.isfinite(stats.level_dbfs) else -60
+        self.level_meter.setValue(int(max(-60, min(0, level))))
+        midi = self.controller.midi
+        port = midi.port_name if midi is not None and midi.port_name else "no MIDI"
+        latency = ("-" if math.isnan(stats.latency_ms_p50)
+                   else f"{stats.latency_ms_p50:.0f}/{stats.latency_ms_p99:.0f} ms")
+        source = self.controller.source
+        rate = f"{source.sample_rate:g} Hz" if source is not None and source.sample_rate else "-"
+        self.status_engine.setText(f"engine {stats.state}, {stats.stream_time_s:.0f} s")
+        self.status_details.setText(
+            f"model {self.model_label} | MIDI {port} | {rate} | latency p50/p99 {latency} | "
+            f"{stats.update_rate_hz:.1f} updates/s | dropped {stats.dropped_frames} | CPU {stats.cpu_percent:.0f}%")
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    def remember(self) -> None:
+        s = self.settings
+        s.source_kind = self.source_kind.currentData()
+        value = self.source_value.text().strip()
+        if s.source_kind == "file":
+            s.file_path = value
+        elif s.source_kind == "jack":
+            s.jack_ports = value
+        else:
+            s.device_name = value
+        s.file_loop = self.loop_box.isChecked()
+        s.midi_mode, s.midi_name = self.midi_mode.currentData(), self.midi_name.text().strip()
+        if self.mapping.preset.path is not None:
+            s.preset = str(self.mapping.preset.path)
+        s.chain = self.machine.choice.currentText()
+        s.record_midi_path, s.record_timeline_path = self.record_midi.text().strip(), self.record_timeline.text().strip()
+        s.tempo_bpm, s.model_path = float(self.tempo.value()), self.model_path.text().strip()
+        try:
+            s.save(self.config_folder)
+        except OSError as error:
+            self.show_error(f"cannot save settings: {error}")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.remember()
+        self.stop_engine()
+        super().closeEvent(event)
