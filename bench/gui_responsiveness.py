@@ -46,12 +46,18 @@ def main() -> int:
         return 1
     QTimer.singleShot(2000, window.stalls.reset)  # leave out start-up (model load, first layout)
     started = time.process_time(), time.monotonic()
-    QTimer.singleShot(int(args.seconds * 1000), app.quit)
+    captured = {}
+
+    def finish() -> None:
+        captured["stats"] = window.controller.engine.stats()
+        captured["cpu_wall"] = time.process_time() - started[0], time.monotonic() - started[1]
+        captured["late"] = np.array(window.stalls.late_ms)
+        window.stop_engine()
+        app.quit()
+
+    QTimer.singleShot(int(args.seconds * 1000), finish)
     app.exec()
-    cpu_s, wall_s = time.process_time() - started[0], time.monotonic() - started[1]
-    late = np.array(window.stalls.late_ms)
-    stats = window.controller.engine.stats()
-    window.stop_engine()
+    (cpu_s, wall_s), late, stats = captured["cpu_wall"], captured["late"], captured["stats"]
     result = {
         "platform": os.environ["QT_QPA_PLATFORM"], "seconds": args.seconds, "ticks": int(len(late)),
         "late_ms_p50": float(np.percentile(late, 50)), "late_ms_p99": float(np.percentile(late, 99)),

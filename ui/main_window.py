@@ -64,6 +64,8 @@ class MainWindow(QMainWindow):
         self.latest: dict[str, float] | None = None
         self.updates_received = 0
         self.errors: list[str] = []
+        self._dirty, self._drawn_tab = True, -1
+        self._redraw_jobs: list = []
         try:
             preset = load_preset(self.settings.preset or "default")
         except PresetError as error:
@@ -162,6 +164,7 @@ class MainWindow(QMainWindow):
             weights, bias = np.zeros((8, 7)), np.zeros(8)
             self.model_label = "no model"
         self.explanation = ExplanationView(weights, bias)
+        self.explanation.choice.currentTextChanged.connect(lambda _: setattr(self, "_dirty", True))
         live.addWidget(meters)
         live.addWidget(plots)
         live.addWidget(self.explanation)
@@ -284,6 +287,7 @@ class MainWindow(QMainWindow):
 
     def _on_update(self, time_s: float, values: dict) -> None:
         self.latest = values
+        self._dirty = True
         self.updates_received += 1
         self.history.append(time_s, values)
         self.emotion_meters.set_values(values)
@@ -309,12 +313,20 @@ class MainWindow(QMainWindow):
     # -- redraw (timer) -------------------------------------------------------------------------
 
     def _redraw(self) -> None:
-        self.emotion_meters.refresh()
-        self.midlevel_meters.refresh()
-        self.explanation.refresh()
-        times, values = self.history.recent()
-        self.emotion_plot.show_history(times, values, 0)
-        self.midlevel_plot.show_history(times, values, len(C.EMOTION_NAMES))
+        # Meters, timelines and the explanation change only with a model update (about 2 per
+        # second): redraw them then, not on every tick of the timer.
+        # One part per tick, so a redraw never holds the event loop for all of them at once.
+        if self._dirty or self.tabs.currentIndex() != self._drawn_tab:
+            self._dirty, self._drawn_tab = False, self.tabs.currentIndex()
+            times, values = self.history.recent()
+            self._redraw_jobs = [
+                lambda: (self.emotion_meters.refresh(), self.midlevel_meters.refresh()),
+                lambda: self.emotion_plot.show_history(times, values, 0),
+                lambda: self.midlevel_plot.show_history(times, values, len(C.EMOTION_NAMES)),
+                self.explanation.refresh,
+            ]
+        if self._redraw_jobs:
+            self._redraw_jobs.pop(0)()
         engine = self.controller.engine
         machine = self.controller.machine
         self.machine.refresh(machine.processor.applied if machine is not None and machine.processor else None)
