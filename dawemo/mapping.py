@@ -409,16 +409,21 @@ def _check_keys(table: Mapping[str, object], allowed: Sequence[str], where: str)
             raise _fail(key, f"unknown key in {where}{_suggest(key, allowed)}; allowed: {', '.join(allowed)}")
 
 
-def parse_preset(text: str, label: str = "<preset>", path: Path | None = None) -> Preset:
-    """Parse preset TOML ``text``; ``label`` names it (usually the file path) in error messages."""
+def read_toml(text: str, label: str, error: type[PresetError] = PresetError) -> dict:
+    """TOML text -> dict; a syntax error becomes ``error`` with ``label:line``."""
     if tomllib is None:
-        raise PresetError(f"{label}: reading presets on Python 3.10 needs tomli: pip install tomli")
+        raise error(f"{label}: reading TOML on Python 3.10 needs tomli: pip install tomli")
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"at line (\d+)", str(exc))
         location = f"{label}:{found.group(1)}" if found else label
-        raise PresetError(f"{location}: TOML syntax error: {exc}", reason=str(exc)) from None
+        raise error(f"{location}: TOML syntax error: {exc}", reason=str(exc)) from None
+
+
+def parse_preset(text: str, label: str = "<preset>", path: Path | None = None) -> Preset:
+    """Parse preset TOML ``text``; ``label`` names it (usually the file path) in error messages."""
+    data = read_toml(text, label)
     where = _Locator(text, label)
     try:
         for key in data:
@@ -488,32 +493,41 @@ def parse_preset(text: str, label: str = "<preset>", path: Path | None = None) -
         raise where.error("[preset]", exc, "preset", None) from None
 
 
-def shipped_presets() -> list[str]:
-    """Names of the presets shipped in ``dawemo/presets`` (for ``load_preset(name)``)."""
-    folder = resources.files("dawemo.presets")
+def shipped_names(package: str) -> list[str]:
+    """Names of the ``.toml`` files shipped in ``package`` (e.g. ``dawemo.presets``)."""
+    folder = resources.files(package)
     return sorted(entry.name[: -len(".toml")] for entry in folder.iterdir() if entry.name.endswith(".toml"))
 
 
-def load_preset(path_or_name: str | os.PathLike) -> Preset:
-    """Load a preset file, or a shipped preset by bare name (``"default"``); raises PresetError."""
+def read_shipped_or_file(path_or_name: str | os.PathLike, package: str, kind: str,
+                         error: type[PresetError] = PresetError) -> tuple[str, str, Path]:
+    """(text, label, path) of a shipped ``kind`` by bare name, or of a file; raises ``error``."""
     text_name = os.fspath(path_or_name)
     bare = (isinstance(path_or_name, str) and not text_name.endswith(".toml")
             and "/" not in text_name and os.sep not in text_name)
     if bare:
-        resource = resources.files("dawemo.presets") / f"{text_name}.toml"
+        resource = resources.files(package) / f"{text_name}.toml"
         if not resource.is_file():
-            raise PresetError(f"no shipped preset named {text_name!r} (shipped: {', '.join(shipped_presets())}); "
-                              f"give a path ending in .toml for a preset file")
-        path = Path(str(resource))
-        return parse_preset(resource.read_text(encoding="utf-8"), str(resource), path)
+            raise error(f"no shipped {kind} named {text_name!r} (shipped: {', '.join(shipped_names(package))}); "
+                        f"give a path ending in .toml for a {kind} file")
+        return resource.read_text(encoding="utf-8"), str(resource), Path(str(resource))
     path = Path(text_name)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), str(path), path
     except FileNotFoundError:
-        raise PresetError(f"{path}: no such preset file") from None
+        raise error(f"{path}: no such {kind} file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PresetError(f"{path}: cannot read preset: {exc}") from None
-    return parse_preset(text, str(path), path)
+        raise error(f"{path}: cannot read {kind}: {exc}") from None
+
+
+def shipped_presets() -> list[str]:
+    """Names of the presets shipped in ``dawemo/presets`` (for ``load_preset(name)``)."""
+    return shipped_names("dawemo.presets")
+
+
+def load_preset(path_or_name: str | os.PathLike) -> Preset:
+    """Load a preset file, or a shipped preset by bare name (``"default"``); raises PresetError."""
+    return parse_preset(*read_shipped_or_file(path_or_name, "dawemo.presets", "preset"))
 
 
 def _toml_string(text: str) -> str:

@@ -425,6 +425,19 @@ def _no_jack_server_message(server_name: str | None) -> str:
             " or choose a device input instead")
 
 
+def open_jack_client(client_name: str, server_name: str | None, purpose: str = "JACK input"):
+    """A ``jack.Client`` that never starts a server; AudioSourceError with a clear line otherwise."""
+    try:
+        import jack
+    except ImportError as error:
+        raise AudioSourceError(f"{purpose} needs the JACK-Client package and libjack ({error})") from None
+    _silence_jack_errors()
+    try:
+        return jack.Client(client_name, no_start_server=True, servername=server_name)
+    except jack.JackOpenError:
+        raise AudioSourceError(_no_jack_server_message(server_name)) from None
+
+
 def match_jack_ports(patterns: Sequence[str], available: Sequence[str]) -> list[str]:
     """Ports for each pattern: the exact name, else all case-insensitive substring matches, in order.
 
@@ -490,15 +503,7 @@ class JackSource(_RingSource):
     def open(self) -> None:
         if self._client is not None:
             return
-        try:
-            import jack
-        except ImportError as error:
-            raise AudioSourceError(f"JACK input needs the JACK-Client package and libjack ({error})") from None
-        _silence_jack_errors()
-        try:
-            client = jack.Client(self.client_name, no_start_server=True, servername=self.server_name)
-        except jack.JackOpenError:
-            raise AudioSourceError(_no_jack_server_message(self.server_name)) from None
+        client = open_jack_client(self.client_name, self.server_name)
         try:
             available = [port.name for port in client.get_ports(is_audio=True, is_output=True)]
             sources = match_jack_ports(self.connect, available)

@@ -25,14 +25,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from dawemo import constants as C
 from dawemo.machine.plugins import (LADDER_MODES, ParameterInfo, PluginError, is_external, load_plugin,
                                     parameters_of)
 from dawemo.mapping import (SOURCES, PresetError, RangeMapping, _Locator, _check_keys, _fail, _need_number,
-                            _need_string, _suggest, _type_name, check_curve, check_smoothing, tomllib)
+                            _need_string, _suggest, _type_name, check_curve, check_smoothing, read_shipped_or_file,
+                            read_toml, shipped_names)
 
 FORMAT_VERSION = 1
 CHAIN_KEYS = ("format", "name", "description", "control_block", "glide_s")
@@ -181,13 +181,7 @@ class _ChainLocator(_Locator):
 
 def parse_chain(text: str, label: str = "<chain>", path: Path | None = None) -> Chain:
     """Parse and validate chain TOML (plugins are loaded to check their parameters)."""
-    if tomllib is None:
-        raise ChainError(f"{label}: reading chains on Python 3.10 needs tomli: pip install tomli")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"at line (\d+)", str(exc))
-        raise ChainError(f"{label}:{found.group(1) if found else '?'}: TOML syntax error: {exc}") from None
+    data = read_toml(text, label, ChainError)
     where = _ChainLocator(text, label)
     header = data.get("chain", {})
     raw_plugins = data.get("plugin", [])
@@ -277,24 +271,9 @@ def parse_chain(text: str, label: str = "<chain>", path: Path | None = None) -> 
 
 def shipped_chains() -> list[str]:
     """Names of the example chains in ``dawemo/chains``."""
-    folder = resources.files("dawemo.chains")
-    return sorted(entry.name[: -len(".toml")] for entry in folder.iterdir() if entry.name.endswith(".toml"))
+    return shipped_names("dawemo.chains")
 
 
 def load_chain(path_or_name: str | os.PathLike) -> Chain:
     """Load a chain file, or a shipped example by bare name (``"tension-bites"``); raises ChainError."""
-    text_name = os.fspath(path_or_name)
-    if isinstance(path_or_name, str) and not text_name.endswith(".toml") and "/" not in text_name:
-        resource = resources.files("dawemo.chains") / f"{text_name}.toml"
-        if not resource.is_file():
-            raise ChainError(f"no shipped chain named {text_name!r} (shipped: {', '.join(shipped_chains())}); "
-                             f"give a path ending in .toml for a chain file")
-        return parse_chain(resource.read_text(encoding="utf-8"), str(resource), Path(str(resource)))
-    path = Path(text_name)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ChainError(f"{path}: no such chain file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ChainError(f"{path}: cannot read chain: {exc}") from None
-    return parse_chain(text, str(path), path)
+    return parse_chain(*read_shipped_or_file(path_or_name, "dawemo.chains", "chain", ChainError))

@@ -17,7 +17,7 @@ from dawemo.machine.chain import Chain
 from dawemo.machine.processor import MachineChain
 from dawemo.mapping import DEFAULT_HOP_S
 from dawemo.ring_buffer import FrameRing
-from dawemo.sources import AudioSourceError, _no_jack_server_message, _silence_jack_errors, match_jack_ports
+from dawemo.sources import match_jack_ports, open_jack_client
 
 CHANNELS = 2
 
@@ -59,15 +59,7 @@ class JackMachine:
         self.close()
 
     def open(self) -> None:
-        try:
-            import jack
-        except ImportError as error:
-            raise AudioSourceError(f"the live machine sound needs JACK-Client and libjack ({error})") from None
-        _silence_jack_errors()
-        try:
-            client = jack.Client(self.client_name, no_start_server=True, servername=self.server_name)
-        except jack.JackOpenError:
-            raise AudioSourceError(_no_jack_server_message(self.server_name)) from None
+        client = open_jack_client(self.client_name, self.server_name, "the live machine sound")
         try:
             rate, period = client.samplerate, client.blocksize
             sources = match_jack_ports(self.inputs, [p.name for p in client.get_ports(is_audio=True, is_output=True)])
