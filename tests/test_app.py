@@ -179,3 +179,44 @@ def test_dawemo_app_smoke(clip, tmp_path):
         assert word not in log, log
     assert shot.stat().st_size > 20000
     assert (tmp_path / "app.json").exists()
+
+
+@needs_jackd
+def test_midi_port_loss_is_shown_and_the_app_recovers(qtbot, window):
+    from dawemo.jack_server import DummyJackServer
+    from tests.jack_helpers import Receiver, unique
+
+    with DummyJackServer(sample_rate=48000):
+        client = unique("synth")
+        first = Receiver(client)
+        second = None
+        try:
+            window.midi_mode.setCurrentIndex(1)  # an existing port, found by name
+            window.midi_name.setText(f"{client}:in")
+            assert window.start_engine(), window.error_banner.text()
+            qtbot.waitUntil(lambda: len(first.messages()) > 0, timeout=20000)
+            first.close()
+            qtbot.waitUntil(lambda: "MIDI port lost" in window.error_banner.text(), timeout=10000)
+            assert window.error_banner.isVisible() and window.controller.running
+            second = Receiver(client)  # the synth comes back under the same name
+            qtbot.waitUntil(lambda: not window.error_banner.isVisible(), timeout=10000)
+            qtbot.waitUntil(lambda: len(second.messages()) > 0, timeout=10000)
+        finally:
+            window.stop_engine()
+            if second is not None:
+                second.close()
+
+
+def test_closing_the_window_stops_and_flushes_the_recording(qtbot, window, tmp_path):
+    import mido
+
+    midi_path, timeline_path = tmp_path / "closing.mid", tmp_path / "closing.csv"
+    window.record_midi.setText(str(midi_path))
+    window.record_timeline.setText(str(timeline_path))
+    assert window.start_engine()
+    window.toggle_recording()
+    wait_for_updates(qtbot, window, 4)
+    window.close()  # no explicit stop: closing must stop the engine and finish the files
+    assert not window.controller.running and window.controller.recorder is None
+    assert len(mido.MidiFile(str(midi_path)).tracks) > 1
+    assert len(list(csv.DictReader(open(timeline_path)))) >= window.updates_received - 1
