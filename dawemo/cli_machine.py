@@ -49,7 +49,8 @@ def run_plugins(args: argparse.Namespace) -> int:
 
 def configure_render(parser: argparse.ArgumentParser, positive_seconds) -> None:
     parser.add_argument("music", type=Path, help="the music whose emotions drive the parameters")
-    parser.add_argument("machine", type=Path, help="the machine sound to render through the chain")
+    parser.add_argument("machine", type=Path, help="the machine sound to render through the chain: audio, or a "
+                        "MIDI file (.mid) when the chain starts with an instrument plugin")
     parser.add_argument("-o", "--output", type=Path, required=True, help="rendered machine sound (WAV, FLAC, ...)")
     parser.add_argument("--chain", required=True, help="chain TOML file or a shipped example name (see 'dawemo plugins')")
     parser.add_argument("--mix", type=Path, metavar="OUT", help="also write music + rendered machine sound")

@@ -99,6 +99,7 @@ class PluginSlot:
     settings: dict[str, object]
     lanes: list[ParameterLane]
     parameters: dict[str, ParameterInfo]
+    is_instrument: bool = False  # played by MIDI; only the first plugin of a chain
 
     @property
     def display_name(self) -> str:
@@ -115,6 +116,11 @@ class Chain:
     control_block: int = DEFAULT_CONTROL_BLOCK
     glide_s: float = DEFAULT_GLIDE_S
     path: Path | None = field(default=None, compare=False)
+
+    @property
+    def is_instrument(self) -> bool:
+        """True when the chain starts with an instrument, played by MIDI instead of processing audio."""
+        return bool(self.plugins) and self.plugins[0].is_instrument
 
     @property
     def lanes(self) -> list[tuple[int, ParameterLane]]:
@@ -228,6 +234,10 @@ def parse_chain(text: str, label: str = "<chain>", path: Path | None = None) -> 
             parameters = parameters_of(plugin, spec)
             slot_name = spec if not is_external(spec) else Path(spec).stem
             label_here = f"plugin {index + 1} ({slot_name})"
+            is_instrument = bool(getattr(plugin, "is_instrument", False))
+            if is_instrument and index > 0:
+                raise _fail("plugin", f"{slot_name} is an instrument: it must be the first plugin of the chain")
+
             settings_raw = raw.get("set", {})
             if not isinstance(settings_raw, dict):
                 raise _fail("set", "must be a table: [plugin.set]")
@@ -265,7 +275,7 @@ def parse_chain(text: str, label: str = "<chain>", path: Path | None = None) -> 
                 raise ChainError(f"{label}: {lane_label}: {exc}") from None
             finally:
                 lane_counter += 1
-        slots.append(PluginSlot(spec, settings, lanes, parameters))
+        slots.append(PluginSlot(spec, settings, lanes, parameters, is_instrument))
     return Chain(name, slots, description, control_block, glide_s, path)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EXTERNAL_SUFFIXES = (".vst3", ".component")  # VST3 everywhere, Audio Units on macOS
+VELOCITY = "velocity"  # lane target on an instrument: the note-on velocity (1-127), not a plugin parameter
 
 
 class PluginError(ValueError):
@@ -128,6 +129,8 @@ def parameters_of(plugin, spec: str) -> dict[str, ParameterInfo]:
     infos = {}
     for name, parameter in getattr(plugin, "parameters", {}).items():
         infos[name] = _external_parameter(name, parameter, getattr(plugin, name, None))
+    if getattr(plugin, "is_instrument", False):  # dawemo's own lane target: the velocity of every note played
+        infos[VELOCITY] = ParameterInfo(VELOCITY, 1.0, 127.0, "", True, 100.0, "note-on velocity set by dawemo")
     return infos
 
 

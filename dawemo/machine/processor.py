@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from dawemo.machine.chain import Chain
+from dawemo.machine.plugins import VELOCITY
 from dawemo.mapping import DEFAULT_HOP_S, LaneMapper
 
 
@@ -91,9 +92,12 @@ class MachineChain:
         import pedalboard
 
         self.plugins = self.chain.instantiate()
-        # Stages: runs of pedalboard plugins (one Pedalboard each) and sample-ramped gains.
+        # Stages: runs of pedalboard plugins (one Pedalboard each) and sample-ramped gains. An
+        # instrument is not a stage: process_midi plays it and feeds its output to the stages.
         self._stages: list = []
         for index, (slot, plugin) in enumerate(zip(self.chain.plugins, self.plugins)):
+            if slot.is_instrument:
+                continue
             if slot.spec in RAMPED_PLUGINS:
                 parameter, saturate = RAMPED_PLUGINS[slot.spec]
                 self._stages.append(_RampedGain(index, parameter, saturate, float(getattr(plugin, parameter)),
@@ -106,7 +110,10 @@ class MachineChain:
         self.mapper.reset()
         self._incoming.clear()
         # Start where the plugins are (fixed value or default), glide from there to the first update.
-        self.applied = [float(getattr(self.plugins[p], lane.parameter)) for p, lane in self.lane_targets]
+        self._velocity_lane = next((k for k, (p, lane) in enumerate(self.lane_targets)
+                                    if p == 0 and self.chain.is_instrument and lane.parameter == VELOCITY), None)
+        self.applied = [100.0 if k == self._velocity_lane else float(getattr(self.plugins[p], lane.parameter))
+                        for k, (p, lane) in enumerate(self.lane_targets)]
         self.targets = list(self.applied)
         self.samples_done = 0
         self._curve_times: list[float] = []
@@ -125,8 +132,51 @@ class MachineChain:
         """
         self._incoming.append((time_s, values))
 
+    def process_midi(self, events: list, frames: int, channels: int = 2) -> np.ndarray:
+        """Play the chain's instrument for ``frames`` samples, then run its effects: (channels, frames).
+
+        Args:
+            events: ``(time_s, message)`` pairs (mido messages) on the stream clock, at or after
+                ``time_s`` and before the end of this span; note-ons take the velocity lane's value.
+        """
+        if not self.chain.is_instrument:
+            raise ValueError(f"chain '{self.chain.name}' has no instrument: use process(audio)")
+        instrument = self.plugins[0]
+        out = np.zeros((channels, frames), np.float32)
+        events = sorted(events, key=lambda event: event[0])
+        position = next_event = 0
+        while position < frames:
+            offset = self.samples_done % self.control_block
+            if offset == 0:
+                self._control_tick()
+            chunk = min(frames - position, self.control_block - offset)
+            start_s, end_s = self.time_s, (self.samples_done + chunk) / self.sample_rate
+            messages = []
+            while next_event < len(events) and events[next_event][0] < end_s - 1e-12:
+                time_s, message = events[next_event]
+                if message.type == "note_on" and message.velocity > 0 and self._velocity_lane is not None:
+                    message = message.copy(velocity=int(min(127, max(1, round(self.applied[self._velocity_lane])))))
+                # pedalboard rounds times down after a float32 cast: half a sample in, they land exactly.
+                offset_samples = min(chunk - 1, max(0, int(round((time_s - start_s) * self.sample_rate))))
+                messages.append((message.bytes(), (offset_samples + 0.5) / self.sample_rate))
+                next_event += 1
+            block = instrument.process(messages, (chunk + 0.5) / self.sample_rate, self.sample_rate,
+                                       num_channels=channels, buffer_size=self.control_block, reset=False)
+            block = np.ascontiguousarray(block[:, :chunk], dtype=np.float32)
+            if block.shape[1] < chunk:
+                block = np.pad(block, ((0, 0), (0, chunk - block.shape[1])))
+            for stage in self._stages:
+                block = stage.process(block, offset) if isinstance(stage, _RampedGain) else \
+                    stage.process(block, self.sample_rate, reset=False)
+            out[:, position:position + chunk] = block
+            position += chunk
+            self.samples_done += chunk
+        return out
+
     def process(self, audio: np.ndarray) -> np.ndarray:
         """(channels, n) float32 -> (channels, n) float32 through the chain."""
+        if self.chain.is_instrument:
+            raise ValueError(f"chain '{self.chain.name}' starts with an instrument: use process_midi")
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         out = np.empty_like(audio)
         n = audio.shape[1]
@@ -167,8 +217,9 @@ class MachineChain:
             if abs(target - value) <= 1e-9 * max(1.0, abs(target)):
                 value = target  # settle exactly instead of creeping forever
             applied[k] = value
-            plugin_index, lane = self.lane_targets[k]
-            setattr(self.plugins[plugin_index], lane.parameter, value)
+            if k != self._velocity_lane:
+                plugin_index, lane = self.lane_targets[k]
+                setattr(self.plugins[plugin_index], lane.parameter, value)
         for ramp in self._ramps:  # the ramp runs from the last tick's value to this one's
             ramp.next_target(float(getattr(self.plugins[ramp.plugin_index], ramp.parameter)), self.samples_done == 0)
         if self.record_curves and now_s >= self._next_curve_s - 1e-9:
