@@ -45,6 +45,8 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
     machine.add_argument("--machine-input", metavar="PORTS",
                          help="JACK ports carrying the machine sound, comma-separated (default: connect none; "
                               "dawemo-machine:in_1/in_2 wait for a connection)")
+    machine.add_argument("--machine-midi-input", metavar="PORTS",
+                         help="JACK MIDI ports that play the chain's instrument (chains that start with one)")
     machine.add_argument("--machine-output", metavar="PORTS",
                          help="JACK ports to play the processed machine sound to (e.g. 'system:playback_*')")
     parser.add_argument("--view-every-s", type=positive_seconds, default=1.0, help="live view refresh (default 1 s)")
@@ -84,8 +86,8 @@ def run_live(args: argparse.Namespace, print_error) -> int:
     if (args.realtime or args.loop) and args.file is None:
         print_error("--realtime and --loop apply to --file only")
         return 2
-    if (args.machine_input or args.machine_output) and not args.chain:
-        print_error("--machine-input and --machine-output need --chain")
+    if (args.machine_input or args.machine_output or args.machine_midi_input) and not args.chain:
+        print_error("--machine-input, --machine-midi-input and --machine-output need --chain")
         return 2
     try:
         preset = load_preset(args.preset)
@@ -97,6 +99,12 @@ def run_live(args: argparse.Namespace, print_error) -> int:
             chain = load_chain(args.chain)
     except (PresetError, ModelError, FileNotFoundError) as error:
         print_error(str(error))
+        return 2
+    if chain is not None and chain.is_instrument and args.machine_input:
+        print_error(f"chain '{chain.name}' starts with an instrument: play it with --machine-midi-input, not audio")
+        return 2
+    if chain is not None and not chain.is_instrument and args.machine_midi_input:
+        print_error(f"chain '{chain.name}' has no instrument to play: --machine-midi-input needs one")
         return 2
     realtime = args.file is None or args.realtime
     clock = WALL_CLOCK if realtime else STREAM_CLOCK
@@ -119,7 +127,8 @@ def run_live(args: argparse.Namespace, print_error) -> int:
 
                     split = lambda text: [p.strip() for p in (text or "").split(",") if p.strip()]  # noqa: E731
                     machine = stack.enter_context(JackMachine(chain, split(args.machine_input),
-                                                              split(args.machine_output), args.hop_s))
+                                                              split(args.machine_output), args.hop_s,
+                                                              midi_inputs=split(args.machine_midi_input)))
                 recorder = None
                 if args.record or args.timeline:
                     recorder = stack.enter_context(AutomationRecorder(

@@ -191,3 +191,52 @@ def test_an_instrument_must_come_first(test_synth, tmp_path):
     with pytest.raises(ChainError, match=rf"{path}:6: .*is an instrument: it must be the first plugin"):
         from dawemo.machine.chain import load_chain
         load_chain(path)
+
+
+@pytest.mark.skipif(shutil.which("jackd") is None, reason="needs jackd (Debian package jackd2)")
+def test_live_instrument_is_played_from_a_jack_midi_port(test_synth):
+    import time
+
+    import mido
+
+    from dawemo.jack_server import DummyJackServer
+    from dawemo.machine.live import JackMachine
+    from dawemo.sources import JackSource
+    from tests.jack_helpers import unique
+
+    chain = parse_chain(synth_chain(test_synth))
+    with DummyJackServer(sample_rate=48000, period_frames=512):
+        # rtmidi's client opens before any Python-callback JACK client (it holds the GIL while opening).
+        keyboard = mido.Backend("mido.backends.rtmidi/UNIX_JACK").open_output("out", virtual=True,
+                                                                               client_name=unique("keys"))
+        try:
+            name = unique("machine")
+            with JackMachine(chain, client_name=name) as machine, \
+                    JackSource(connect=[f"{name}:out_1"], client_name=unique("capture"), buffer_s=4.0) as capture:
+                import jack
+
+                patchbay = jack.Client(unique("patchbay"), no_start_server=True)
+                midi_out = [p.name for p in patchbay.get_ports(is_midi=True, is_output=True) if "keys" in p.name]
+                patchbay.connect(midi_out[0], f"{name}:midi_in")
+                patchbay.close()
+
+                def level(seconds: float) -> float:
+                    blocks, got = [], 0
+                    while got < seconds * 22050:
+                        block = capture.read(0.2)
+                        if block is not None:
+                            blocks.append(block)
+                            got += len(block)
+                    return float(np.sqrt(np.mean(np.concatenate(blocks)[-int(0.2 * 22050):] ** 2)))
+
+                machine.push(update_values([0.5] * 7, [5.0, 9.0, 5.0, 5, 5, 5, 5, 5]))  # energy 9: velocity 120
+                silent = level(0.5)
+                keyboard.send(mido.Message("note_on", note=69, velocity=64))
+                sounding = level(0.6)
+                keyboard.send(mido.Message("note_off", note=69))
+                time.sleep(0.1)
+                released = level(0.6)
+                assert machine.error is None
+        finally:
+            keyboard.close()
+    assert silent < 1e-4 and sounding > 0.05 and released < 0.1 * sounding  # the reverb tail is still fading

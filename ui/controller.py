@@ -113,8 +113,11 @@ class EngineController(QObject):
                 from dawemo.machine.live import JackMachine
 
                 split = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
-                self.machine = stack.enter_context(JackMachine(config.chain, split(config.machine_input),
-                                                               split(config.machine_output)))
+                ports = split(config.machine_input)  # MIDI ports when the chain starts with an instrument
+                instrument = config.chain.is_instrument
+                self.machine = stack.enter_context(JackMachine(
+                    config.chain, [] if instrument else ports, split(config.machine_output),
+                    midi_inputs=ports if instrument else None))
             self.engine = EmotionEngine(self.source, self.model, preset=config.preset, midi=self.midi,
                                         clock=WALL_CLOCK, on_update=self._on_update, on_events=self.cc_sent.emit)
             self.engine.start()
