@@ -6,7 +6,7 @@ import time
 
 from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
-                             QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                             QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from dawemo.machine.chain import ChainError, parse_chain, shipped_chains
 from dawemo.machine.processor import ParameterMapper
@@ -49,8 +49,9 @@ class MachinePanel(QWidget):
         self.editor = QPlainTextEdit()
         self.editor.setMinimumHeight(120)
         layout.addWidget(self.editor, 2)
-        self.lanes = QTableWidget(0, 4)
-        self.lanes.setHorizontalHeaderLabels(["parameter", "follows", "range", "value now"])
+        self.lanes = QTableWidget(0, 5)
+        self.lanes.setHorizontalHeaderLabels(["parameter", "follows", "range", "value now", "position in range"])
+        self.lanes.horizontalHeader().setStretchLastSection(True)
         layout.addWidget(self.lanes, 1)
         self.choice.currentTextChanged.connect(self.load_shipped)
         self.open_button.clicked.connect(self._ask_open)
@@ -96,6 +97,10 @@ class MachinePanel(QWidget):
             self.lanes.insertRow(row)
             for column, text in enumerate((lane.name, lane.source, f"{lane.out_min:g} .. {lane.out_max:g}", "-")):
                 self.lanes.setItem(row, column, QTableWidgetItem(text))
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setTextVisible(False)
+            self.lanes.setCellWidget(row, 4, bar)
         self.lanes.resizeColumnsToContents()
         self.chain_changed.emit(chain)
         return True
@@ -112,5 +117,10 @@ class MachinePanel(QWidget):
         if not self.isVisible():
             return
         values = list(applied) if applied is not None else self.preview.mapped_values()
+        lanes = [lane for _, lane in self.chain.lanes]
         for row, value in enumerate(values[: self.lanes.rowCount()]):
-            self.lanes.item(row, 3).setText("-" if value is None else f"{value:.3g}")
+            self.lanes.item(row, 3).setText("-" if value is None else f"{value:.4g}")
+            if value is not None:
+                lane = lanes[row]
+                low, high = min(lane.out_min, lane.out_max), max(lane.out_min, lane.out_max)
+                self.lanes.cellWidget(row, 4).setValue(int(1000 * (value - low) / (high - low or 1.0)))
