@@ -453,7 +453,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def configure_app(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("app_args", nargs=argparse.REMAINDER, help="options of dawemo-app (see dawemo-app --help)")
+    parser.add_argument("app_args", nargs=argparse.REMAINDER, help="options of dawemo-app (see dawemo app --help)")
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -612,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return its exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["app"]:  # the app parses its own options (dawemo app --file x == dawemo-app --file x)
+        return run_app(argparse.Namespace(app_args=argv[1:]))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
