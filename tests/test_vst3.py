@@ -21,15 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SR = 44100
 
 
-@pytest.fixture(scope="session")
-def test_vst3(tmp_path_factory) -> Path:
+def build_plugin(tmp_path_factory, script: str, bundle: str) -> Path:
+    """Run one of scripts/build_test_*.sh into a fresh folder; skip when it cannot build here."""
     if shutil.which("g++") is None or not Path("/usr/share/dpf/distrho").is_dir():
         pytest.skip("building the test VST3 needs g++ and Debian's dpf-source (scripts/test.sh installs them as root)")
-    out = tmp_path_factory.mktemp("vst3")
-    built = subprocess.run(["bash", str(ROOT / "scripts" / "build_test_vst3.sh"), str(out)],
-                           capture_output=True, text=True, timeout=300)
+    out = tmp_path_factory.mktemp(bundle.lower())
+    built = subprocess.run(["bash", str(ROOT / "scripts" / script), str(out)], capture_output=True, text=True,
+                           timeout=300)
     assert built.returncode == 0, built.stderr
-    return out / "TestGain.vst3"
+    return out / f"{bundle}.vst3"
+
+
+@pytest.fixture(scope="session")
+def test_vst3(tmp_path_factory) -> Path:
+    return build_plugin(tmp_path_factory, "build_test_vst3.sh", "TestGain")
 
 
 def vst3_chain(plugin: Path, lane: str) -> str:
@@ -85,13 +90,7 @@ def test_vst3_errors_name_the_line(test_vst3, tmp_path):
 
 @pytest.fixture(scope="session")
 def test_synth(tmp_path_factory) -> Path:
-    if shutil.which("g++") is None or not Path("/usr/share/dpf/distrho").is_dir():
-        pytest.skip("building the test VST3 needs g++ and Debian's dpf-source (scripts/test.sh installs them as root)")
-    out = tmp_path_factory.mktemp("synth")
-    built = subprocess.run(["bash", str(ROOT / "scripts" / "build_test_synth.sh"), str(out)],
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr
-    return out / "TestSynth.vst3"
+    return build_plugin(tmp_path_factory, "build_test_synth.sh", "TestSynth")
 
 
 def synth_chain(synth: Path, extra: str = "") -> str:
