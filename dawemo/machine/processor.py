@@ -142,14 +142,11 @@ class MachineChain:
         if not self.chain.is_instrument:
             raise ValueError(f"chain '{self.chain.name}' has no instrument: use process(audio)")
         instrument = self.plugins[0]
-        out = np.zeros((channels, frames), np.float32)
         events = sorted(events, key=lambda event: event[0])
-        position = next_event = 0
-        while position < frames:
-            offset = self.samples_done % self.control_block
-            if offset == 0:
-                self._control_tick()
-            chunk = min(frames - position, self.control_block - offset)
+        next_event = 0
+
+        def play(position: int, chunk: int) -> np.ndarray:
+            nonlocal next_event
             start_s, end_s = self.time_s, (self.samples_done + chunk) / self.sample_rate
             messages = []
             while next_event < len(events) and events[next_event][0] < end_s - 1e-12:
@@ -163,30 +160,27 @@ class MachineChain:
             block = instrument.process(messages, (chunk + 0.5) / self.sample_rate, self.sample_rate,
                                        num_channels=channels, buffer_size=self.control_block, reset=False)
             block = np.ascontiguousarray(block[:, :chunk], dtype=np.float32)
-            if block.shape[1] < chunk:
-                block = np.pad(block, ((0, 0), (0, chunk - block.shape[1])))
-            for stage in self._stages:
-                block = stage.process(block, offset) if isinstance(stage, _RampedGain) else \
-                    stage.process(block, self.sample_rate, reset=False)
-            out[:, position:position + chunk] = block
-            position += chunk
-            self.samples_done += chunk
-        return out
+            return block if block.shape[1] == chunk else np.pad(block, ((0, 0), (0, chunk - block.shape[1])))
+
+        return self._stream(channels, frames, play)
 
     def process(self, audio: np.ndarray) -> np.ndarray:
         """(channels, n) float32 -> (channels, n) float32 through the chain."""
         if self.chain.is_instrument:
             raise ValueError(f"chain '{self.chain.name}' starts with an instrument: use process_midi")
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        out = np.empty_like(audio)
-        n = audio.shape[1]
+        return self._stream(audio.shape[0], audio.shape[1], lambda position, chunk: audio[:, position:position + chunk])
+
+    def _stream(self, channels: int, frames: int, source) -> np.ndarray:
+        """Cut ``frames`` at control-block boundaries; ``source(position, chunk)`` gives each piece's input."""
+        out = np.empty((channels, frames), np.float32)
         position = 0
-        while position < n:
+        while position < frames:
             offset = self.samples_done % self.control_block
             if offset == 0:
                 self._control_tick()
-            chunk = min(n - position, self.control_block - offset)
-            block = audio[:, position:position + chunk]
+            chunk = min(frames - position, self.control_block - offset)
+            block = source(position, chunk)
             for stage in self._stages:
                 if isinstance(stage, _RampedGain):
                     block = stage.process(block, offset)

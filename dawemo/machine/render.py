@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.analysis import EmotionUpdate, analyze_samples
+from dawemo.analysis import EmotionTracker, EmotionUpdate, analyze_samples
 from dawemo.audio_io import AudioInputError, load_audio, path_problem
 from dawemo.machine.chain import Chain
 from dawemo.machine.processor import MachineChain
@@ -199,15 +199,13 @@ def render(music_path: Path, machine_path: Path, chain: Chain, output_path: Path
 
     started = time.perf_counter()
     model = model or EmotionModel()
+    try:  # a bad window or hop is the caller's error, found before any decoding
+        hop = EmotionTracker(model, window_s, hop_s).hop_s
+    except ValueError as error:
+        raise RenderError(str(error)) from None
     try:
         samples = load_audio(music_path, model.sample_rate)
     except AudioInputError as error:
-        raise RenderError(str(error)) from None
-    from dawemo.analysis import EmotionTracker
-
-    try:
-        EmotionTracker(model, window_s, hop_s)  # a bad window or hop is the caller's error, not the music's
-    except ValueError as error:
         raise RenderError(str(error)) from None
     updates, note = [], None
     try:
@@ -216,7 +214,6 @@ def render(music_path: Path, machine_path: Path, chain: Chain, output_path: Path
         note = f"{music_path}: {error}; parameters stay at the chain's fixed values"
     if progress is not None:
         progress("analysed", 1.0)
-    hop = updates[1].time_s - updates[0].time_s if len(updates) > 1 else hop_s
     curves_path = default_curves_path(output_path) if curves_path is None else curves_path
     _, duration_s, rate = render_with_updates(
         machine_path, chain, updates, output_path, hop, block_size, music_path, mix_path, curves_path,
