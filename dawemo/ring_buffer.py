@@ -78,3 +78,18 @@ class FrameRing:
             out[:, first:] = self._samples[:, :frames - first]
             self._read += frames  # release the space only after the copy
         return out
+
+    def read_into(self, outputs: Sequence[np.ndarray]) -> int:
+        """Consumer: copy up to ``len(outputs[0])`` frames straight into one array per channel.
+
+        Allocates nothing (for a real-time callback filling its output ports); returns frames copied.
+        """
+        frames = min(self._written - self._read, len(outputs[0]))
+        if frames:
+            start = self._read % self.capacity_frames
+            first = min(frames, self.capacity_frames - start)
+            for channel, out in enumerate(outputs):
+                out[:first] = self._samples[channel, start:start + first]
+                out[first:frames] = self._samples[channel, :frames - first]
+            self._read += frames  # release the space only after the copy
+        return frames

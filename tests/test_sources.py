@@ -98,6 +98,19 @@ def test_ring_wraps_keeps_order_and_drops_newest_when_full():
     assert np.array_equal(ring.read(), stream[:, 18:28])
 
 
+def test_ring_read_into_copies_across_the_wrap_into_given_arrays():
+    ring = FrameRing(capacity_frames=10, channels=2)
+    stream = np.arange(2 * 20, dtype=np.float32).reshape(2, 20)
+    ring.write(stream[:, :8])
+    ring.read(max_frames=6)
+    ring.write(stream[:, 8:15])  # wraps: 9 frames stored, starting at index 6
+    outputs = [np.full(12, -1.0, np.float32), np.full(12, -1.0, np.float32)]
+    assert ring.read_into(outputs) == 9
+    assert np.array_equal(outputs[0][:9], stream[0, 6:15]) and np.array_equal(outputs[1][:9], stream[1, 6:15])
+    assert np.all(outputs[0][9:] == -1.0)  # beyond what was there: untouched, the caller fills silence
+    assert ring.available_frames == 0 and ring.read_into(outputs) == 0
+
+
 def test_streamed_resampling_equals_one_shot_and_has_no_clicks():
     source_rate, target_rate = 44100, 22050
     t = np.arange(3 * source_rate) / source_rate

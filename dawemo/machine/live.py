@@ -49,6 +49,7 @@ class JackMachine:
         self.client_name, self.server_name = client_name, server_name
         self.latency_periods = latency_periods
         self.processor: MachineChain | None = None
+        self._in_ring: FrameRing | None = None
         self.underrun_frames = 0
         self.error: str | None = None
         self._client = None
@@ -79,7 +80,8 @@ class JackMachine:
                 [client.inports.register(f"in_{k + 1}") for k in range(CHANNELS)]
             self._out_ports = [client.outports.register(f"out_{k + 1}") for k in range(CHANNELS)]
             capacity = max(8 * period, int(2 * rate))
-            self._in_ring, self._out_ring = FrameRing(capacity, CHANNELS), FrameRing(capacity, CHANNELS)
+            self._in_ring = None if self.chain.is_instrument else FrameRing(capacity, CHANNELS)
+            self._out_ring = FrameRing(capacity, CHANNELS)
             self._out_ring.write(np.zeros((CHANNELS, self.latency_periods * period), np.float32))
             self._period = period
             client.set_process_callback(self._process)
@@ -124,13 +126,11 @@ class JackMachine:
                 self._midi_events.append((offset, bytes(data)))
         else:
             self._in_ring.write([port.get_array() for port in self._in_ports])
-        block = self._out_ring.read(frames)
-        got = block.shape[1]
-        for channel, port in enumerate(self._out_ports):
-            out = port.get_array()
-            out[:got] = block[channel]
-            out[got:] = 0.0
+        outputs = [port.get_array() for port in self._out_ports]
+        got = self._out_ring.read_into(outputs)
         if got < frames:
+            for out in outputs:
+                out[got:] = 0.0
             self.underrun_frames += frames - got
         self._wake.set()
 
@@ -177,4 +177,4 @@ class JackMachine:
 
     @property
     def dropped_input_frames(self) -> int:
-        return self._in_ring.overrun_frames if self.processor is not None else 0
+        return self._in_ring.overrun_frames if self._in_ring is not None else 0
