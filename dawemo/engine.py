@@ -80,6 +80,7 @@ class EmotionEngine:
         self.on_update = on_update
         self.on_events = on_events
         self._lock = threading.Lock()  # the mapper is used by both threads
+        self._recorder_lock = threading.Lock()  # lets set_recorder swap it while both threads record
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.state = "idle"
@@ -155,8 +156,9 @@ class EmotionEngine:
         self.updates += 1
         self._update_times.append(time.monotonic())
         self._last_update = (update.midlevel, update.emotions)
-        if self.recorder is not None:
-            self.recorder.record_update(now, values)
+        with self._recorder_lock:
+            if self.recorder is not None:
+                self.recorder.record_update(now, values)
         if self.mapper is not None:
             with self._lock:
                 self.mapper.push(now, values)
@@ -185,8 +187,9 @@ class EmotionEngine:
             return
         if self.midi is not None:
             self.midi.send(events)
-        if self.recorder is not None:
-            self.recorder.record_ccs(events)
+        with self._recorder_lock:
+            if self.recorder is not None:
+                self.recorder.record_ccs(events)
         self.cc_events += len(events)
         if self._awaiting_arrival_s is not None:
             self._latencies_s.append(time.monotonic() - self._awaiting_arrival_s)
@@ -207,6 +210,15 @@ class EmotionEngine:
         with self._lock:
             events = self.mapper.learn_events(lane_index, time.monotonic())
         self.midi.send(events)
+
+    def set_recorder(self, recorder):
+        """Start recording into ``recorder`` (None stops) while running; returns the previous one.
+
+        Once this returns, no engine thread touches the previous recorder: it can be closed.
+        """
+        with self._recorder_lock:
+            previous, self.recorder = self.recorder, recorder
+        return previous
 
     def set_preset(self, preset: Preset) -> None:
         """Swap the CC mapping while running (e.g. from a mapping editor).

@@ -72,6 +72,30 @@ def test_offline_run_maps_updates_to_rate_limited_ramps(contrast_clip):
             assert np.abs(np.diff(values)).max() <= 20  # a ramp, not a jump per update
 
 
+def test_recording_starts_and_stops_while_the_engine_runs(contrast_clip, tmp_path):
+    """set_recorder swaps recorders under the engine's threads; the returned one is no longer written."""
+    import mido
+
+    from dawemo.recorder import AutomationRecorder
+
+    preset = load_preset("default")
+    midi_path, timeline_path = tmp_path / "take.mid", tmp_path / "take.csv"
+    seen = []
+    with FileSource(contrast_clip, realtime=True, block_s=0.05) as source:
+        with EmotionEngine(source, EmotionModel(), preset=preset, on_update=lambda u, v: seen.append(u)) as engine:
+            wait_until(lambda: len(seen) >= 2, 20, "two updates")
+            recorder = AutomationRecorder(midi_path, timeline_path, lanes=preset.lanes).__enter__()
+            assert engine.set_recorder(recorder) is None
+            wait_until(lambda: len(seen) >= 8, 20, "eight updates")
+            assert engine.set_recorder(None) is recorder
+            recorder.close()
+            recorded = len(seen)
+            wait_until(lambda: len(seen) >= recorded + 2, 20, "updates after recording")
+    rows = list(csv.DictReader(open(timeline_path)))
+    assert 4 <= len(rows) < len(seen)  # only the updates while it was set
+    assert sum(1 for track in mido.MidiFile(str(midi_path)).tracks for m in track if m.type == "control_change") > 0
+
+
 @needs_jackd
 def test_jack_audio_in_cc_out_as_a_daw_receives_it(contrast_clip):
     """A JACK client plays the clip into ``dawemo run``; its virtual JACK MIDI port feeds a receiver.

@@ -163,14 +163,13 @@ class EngineController(QObject):
             raise ValueError(f"cannot record: {error}") from None
         self.recorder = recorder
         self.record_started_s = time.monotonic()
-        self.engine.recorder = recorder  # read by the engine on every update and CC batch
+        self.engine.set_recorder(recorder)
 
     def stop_recording(self) -> None:
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return
         if self.engine is not None:
-            self.engine.recorder = None
-            time.sleep(0.05)  # let an update that already holds the recorder finish writing
+            self.engine.set_recorder(None)  # from here on no engine thread writes to it
         recorder.__exit__(None, None, None)
         self.record_started_s = None
