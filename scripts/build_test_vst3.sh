@@ -131,21 +131,4 @@ END_NAMESPACE_DISTRHO
 EOF
 
 # --- build ------------------------------------------------------------------------
-mkdir -p "$OUT_DIR" || die "cannot create $OUT_DIR"
-OUT_DIR=$(cd "$OUT_DIR" && pwd)
-BUNDLE="$OUT_DIR/$NAME.vst3"
-mkdir -p "$WORK/$NAME.vst3/Contents/$ARCHDIR"
-# shellcheck disable=SC2086
-if ! $NICE "$CXX" -std=gnu++11 -O2 -fPIC -shared -fvisibility=hidden -fvisibility-inlines-hidden \
-      -DNDEBUG -DDISTRHO_PLUGIN_TARGET_VST3 \
-      -I"$WORK" -I"$DPF_PATH/distrho" \
-      "$WORK/TestGain.cpp" "$DPF_PATH/distrho/DistrhoPluginMain.cpp" \
-      -Wl,--version-script="$DPF_PATH/utils/symbols/vst3.version" -Wl,--no-undefined \
-      -lpthread -ldl \
-      -o "$WORK/$NAME.vst3/Contents/$ARCHDIR/$NAME.so" 2>"$WORK/build.log"; then
-  cat "$WORK/build.log" >&2
-  die "compilation of $NAME.vst3 failed (see compiler output above)"
-fi
-rm -rf "$BUNDLE"
-mv "$WORK/$NAME.vst3" "$BUNDLE"
-echo "$BUNDLE"
+build_vst3_bundle "$DPF_PATH/distrho"
