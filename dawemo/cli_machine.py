@@ -64,6 +64,7 @@ def configure_render(parser: argparse.ArgumentParser, positive_seconds) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
+    from dawemo.analysis import EmotionTracker
     from dawemo.machine.chain import ChainError, load_chain
     from dawemo.machine.render import RenderError, render
     from dawemo.model import EmotionModel, ModelError
@@ -78,7 +79,8 @@ def run_render(args: argparse.Namespace) -> int:
     try:
         chain = load_chain(args.chain)
         model = EmotionModel(args.model) if args.model else EmotionModel()
-    except (ChainError, ModelError) as error:
+        EmotionTracker(model, args.window_s, args.hop_s)  # a bad --window-s/--hop-s is a usage error
+    except (ChainError, ModelError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     show = not args.quiet and sys.stderr.isatty()

@@ -302,6 +302,8 @@ def test_render_errors_are_one_line(render_inputs, tmp_path, capsys):
          "cannot decode audio"),
         (["render", str(music), str(machine), "-o", str(tmp_path / "no" / "o.wav"), "--chain", "tender-space"], 2,
          "does not exist"),
+        (["render", str(music), str(machine), "-o", str(tmp_path / "o.wav"), "--chain", "tender-space",
+          "--window-s", "0.5"], 2, "window_s must be at least one segment"),
     ]
     for argv, code, message in cases:
         assert main(argv) == code
