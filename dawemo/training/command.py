@@ -41,15 +41,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--width", type=int, default=defaults.width)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any other training setting, e.g. --set ranking_weight=0.25 (fields: "
+                             + ", ".join(f for f in defaults.as_dict() if f not in ("epochs", "width", "seed")) + ")")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:N or auto (CUDA when PyTorch sees a GPU; default %(default)s)")
     parser.add_argument("--version", dest="model_version", default="1", help="version written into the model")
 
 
-def _load_pairs(corpus: Path, pairs_per_quality: int, seed: int, cache: Path):
+def load_contrast_pairs(corpus: Path, pairs_per_quality: int, seed: int, cache: Path):
     import numpy as np
 
-    from dawemo.audio_io import load_audio
-    from dawemo.frontend import spectrogram
     from dawemo.training import midlevel_corpus
+    from dawemo.training.spectrogram_pack import load_pack, save_pack
     from dawemo.training.train import ContrastPairs
 
     manifest = corpus / midlevel_corpus.MANIFEST_NAME
@@ -58,18 +62,17 @@ def _load_pairs(corpus: Path, pairs_per_quality: int, seed: int, cache: Path):
         midlevel_corpus.generate_corpus(corpus, pairs_per_quality, seed)
     records = midlevel_corpus.load_manifest(manifest)
     key = hashlib.sha1(manifest.read_bytes()).hexdigest()[:12]
-    cached = cache / f"corpus_spectrograms_{key}.npz"
-    if cached.exists():
-        stored = np.load(cached)
-        more = [stored[f"{r.pair_id}_more"] for r in records]
-        less = [stored[f"{r.pair_id}_less"] for r in records]
-    else:
-        more = [spectrogram(load_audio(r.more_path)) for r in records]
-        less = [spectrogram(load_audio(r.less_path)) for r in records]
-        arrays = {f"{r.pair_id}_more": m for r, m in zip(records, more)}
-        arrays.update({f"{r.pair_id}_less": l for r, l in zip(records, less)})
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cached, **arrays)
+    cached = cache / f"corpus_spectrograms_{key}.u8.npz"
+    keys = [f"{r.pair_id}_{side}" for r in records for side in ("more", "less")]
+    if not cached.exists():
+        from dawemo.audio_io import load_audio  # pedalboard: not needed when the cache travels
+        from dawemo.frontend import spectrogram
+
+        save_pack(cached, {f"{r.pair_id}_{side}": spectrogram(load_audio(getattr(r, f"{side}_path")))
+                           for r in records for side in ("more", "less")})
+    stored = load_pack(cached, keys)
+    more = [stored[f"{r.pair_id}_more"] for r in records]
+    less = [stored[f"{r.pair_id}_less"] for r in records]
     quality = np.array([C.MIDLEVEL_NAMES.index(r.quality) for r in records], dtype=np.int64)
     return ContrastPairs(quality, more, less), key
 
@@ -89,18 +92,24 @@ def run(args: argparse.Namespace) -> int:
     from dawemo.training.evaluate import cross_validate, grouped_kfold_splits, kfold_splits
     from dawemo.training.export import export_onnx
     from dawemo.training.soundtracks import load_soundtracks
-    from dawemo.training.config import TrainConfig
     from dawemo.training.train import RatedMidlevel, train_model
 
     started = time.time()
-    config = TrainConfig(epochs=args.epochs, width=args.width, seed=args.seed)
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        print(f"dawemo train: error: {error}", file=sys.stderr)
+        return 2
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         data = load_soundtracks(args.soundtracks, args.cache,
                                 progress=lambda i, n: print(f"\rdecoding soundtracks {i}/{n}", end="", file=sys.stderr))
     except FileNotFoundError as error:
         print(f"dawemo: error: {error}", file=sys.stderr)
         return 2
-    pairs, corpus_key = _load_pairs(args.corpus, args.pairs_per_quality, args.seed, args.cache)
+    pairs, corpus_key = load_contrast_pairs(args.corpus, args.pairs_per_quality, args.seed, args.cache)
     rated = None
     if args.midlevel_dataset:
         from dawemo.training.midlevel_dataset import load_midlevel_dataset, spectrograms
@@ -109,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         rated = RatedMidlevel(spectrograms(clips, args.cache), np.stack([c.ratings for c in clips]))
     print(f"{len(data.ids)} rated excerpts, {len(pairs.quality_index)} contrast pairs"
           + (f", {len(rated.ratings)} clips with mid-level ratings" if rated else ""), flush=True)
-    report = {"config": config.as_dict(), "soundtracks": {"n_excerpts": len(data.ids), "n_albums": len(set(data.albums))},
+    report = {"config": config.as_dict(), "device": device, "soundtracks": {"n_excerpts": len(data.ids), "n_albums": len(set(data.albums))},
               "corpus": {"n_pairs": int(len(pairs.quality_index)), "manifest_sha1": corpus_key},
               "torch": torch.__version__}
     if rated is not None:
@@ -126,9 +135,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_final:
         print("training the final model on all excerpts ...", flush=True)
         torch.set_num_threads(max(1, args.workers))
-        net = train_model(data.spectrograms, data.ratings, pairs, config, rated_midlevel=rated)
+        net = train_model(data.spectrograms, data.ratings, pairs, config, rated_midlevel=rated, device=device)
         export_onnx(net, args.out, version=args.model_version, context_frames=config.context_frames,
-                    extra_metadata={"training": {"config": config.as_dict(), "corpus_manifest_sha1": corpus_key,
+                    extra_metadata={"training": {"config": config.as_dict(), "device": device,
+                                                 "corpus_manifest_sha1": corpus_key,
                                                  "evaluation": "see models/evaluation.json and MODEL_CARD.md"}})
         report["model_file"] = str(args.out)
         print(f"wrote {args.out}", flush=True)
@@ -136,13 +146,34 @@ def run(args: argparse.Namespace) -> int:
         _write_report(args.report, report)
     for key, name, splits in schemes:
         print(f"{name} ...", flush=True)
-        report[key] = cross_validate(data.spectrograms, data.ratings, pairs, config, splits, args.workers)
+        report[key] = cross_validate(data.spectrograms, data.ratings, pairs, config, splits, args.workers,
+                                     device=device)
         print(_summary_line(name, report[key]), flush=True)
         _write_report(args.report, report)
     report["seconds"] = round(time.time() - started)
     _write_report(args.report, report)
     print(f"wrote {args.report} ({report['seconds']} s)")
     return 0
+
+
+def config_from_args(args: argparse.Namespace):
+    """TrainConfig from --epochs/--width/--seed and any --set FIELD=VALUE (ValueError when bad)."""
+    from dataclasses import fields
+
+    from dawemo.training.config import TrainConfig
+
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    values = {"epochs": args.epochs, "width": args.width, "seed": args.seed}
+    for item in args.overrides:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in types:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(types)}")
+        try:
+            values[name] = (int if types[name] in (int, "int") else float)(text)
+        except ValueError:
+            raise ValueError(f"--set {item!r}: {text!r} is not a number") from None
+    return TrainConfig(**values)
 
 
 def _write_report(path: Path, report: dict) -> None:

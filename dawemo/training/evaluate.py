@@ -59,6 +59,7 @@ class FoldJob:
     fold: int
     test: np.ndarray
     config: object  # TrainConfig
+    device: str = "cpu"
 
 
 _worker_data: dict = {}
@@ -79,31 +80,39 @@ def _run_fold(job: FoldJob):
     train = np.setdiff1d(np.arange(len(ratings)), job.test)
     started = time.time()
     net = train_model([spectrograms[i] for i in train], ratings[train], _worker_data["pairs"], job.config,
-                      log=lambda text: print(f"  fold {job.fold + 1}: {text}", flush=True))
+                      log=lambda text: print(f"  fold {job.fold + 1}: {text}", flush=True), device=job.device)
     midlevel, emotions = predict_clips(net, [spectrograms[i] for i in job.test], job.config.context_frames)
     return job.fold, midlevel, emotions, time.time() - started
 
 
 def cross_validate(spectrograms: list, ratings: np.ndarray, pairs, config, splits: list[np.ndarray],
-                   workers: int = 2, log=print) -> dict:
-    """Train one model per fold (``workers`` folds at a time, one thread each) and score the held-out excerpts.
-
-    Returns the metrics on the pooled out-of-fold predictions, the mean and spread of per-fold
-    metrics, and the out-of-fold predictions themselves.
-    """
-    jobs = [FoldJob(k, test, config) for k, test in enumerate(splits)]
-    predicted = np.zeros_like(ratings, dtype=np.float64)
-    midlevel = np.zeros((len(ratings), len(C.MIDLEVEL_NAMES)))
-    per_fold = []
+                   workers: int = 2, log=print, device: str = "cpu") -> dict:
+    """Train one model per fold (``workers`` folds at a time, one thread each) and score the
+    held-out excerpts (see ``summarize_folds``)."""
+    jobs = [FoldJob(k, test, config, device) for k, test in enumerate(splits)]
+    fold_predictions = {}
     # spawn, not fork: forking after PyTorch has started its OpenMP threads can hang the children.
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_init_worker, initargs=(spectrograms, ratings, pairs)) as pool:
         for fold, fold_mid, fold_emotions, seconds in pool.imap_unordered(_run_fold, jobs):
-            test = splits[fold]
-            predicted[test], midlevel[test] = fold_emotions, fold_mid
-            fold_metrics = emotion_metrics(fold_emotions, ratings[test])
-            per_fold.append(fold_metrics)
+            fold_predictions[fold] = (fold_mid, fold_emotions)
+            fold_metrics = emotion_metrics(fold_emotions, ratings[splits[fold]])
             log(f"fold {fold + 1}/{len(splits)} done in {seconds:.0f} s: mean r {fold_metrics['mean_r']:.3f}")
+    return summarize_folds(ratings, splits, fold_predictions)
+
+
+def summarize_folds(ratings: np.ndarray, splits: list[np.ndarray], fold_predictions: dict) -> dict:
+    """Metrics of out-of-fold predictions ``{fold: (midlevel (n, 7), emotions (n, 8))}``, all folds present.
+
+    Returns the metrics on the pooled predictions, the mean and spread of per-fold metrics, and
+    the out-of-fold predictions themselves.
+    """
+    predicted = np.zeros_like(ratings, dtype=np.float64)
+    midlevel = np.zeros((len(ratings), len(C.MIDLEVEL_NAMES)))
+    per_fold = []
+    for fold, test in enumerate(splits):
+        midlevel[test], predicted[test] = fold_predictions[fold]
+        per_fold.append(emotion_metrics(predicted[test], ratings[test]))
     pooled = emotion_metrics(predicted, ratings)
     fold_means = np.array([m["mean_r"] for m in per_fold])
     return {

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.audio_io import load_audio
-from dawemo.frontend import spectrogram
+from dawemo.training.spectrogram_pack import load_pack, save_pack
 
+CACHE_FILENAME = "soundtracks_spectrograms.u8.npz"
 DEFAULT_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "soundtracks"
 
 
@@ -48,17 +48,20 @@ def load_soundtracks(root: str | Path | None = None, cache_dir: str | Path = "ca
         album_by_id = {row["Nro"].strip(): row["Album name"].strip() for row in csv.DictReader(f)}
     ids = [row["number"].strip() for row in rows]
     ratings = np.array([[float(row[name]) for name in C.EMOTION_NAMES] for row in rows], dtype=np.float32)
-    cache = Path(cache_dir) / "soundtracks_spectrograms.npz"
+    cache = Path(cache_dir) / CACHE_FILENAME
     if cache.exists():
-        stored = np.load(cache)
+        stored = load_pack(cache, ids)
         spectrograms = [stored[i] for i in ids]
     else:
+        from dawemo.audio_io import load_audio  # pedalboard: not needed when the cache travels
+        from dawemo.frontend import spectrogram
+
         spectrograms = []
         for n, i in enumerate(ids):
             spectrograms.append(spectrogram(load_audio(root / "audio" / f"{i}.mp3")))
             if progress:
                 progress(n + 1, len(ids))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, **dict(zip(ids, spectrograms)))
+        save_pack(cache, dict(zip(ids, spectrograms)))
+        spectrograms = list(load_pack(cache, ids).values())  # train on exactly what later runs will read
     return SoundtrackSet(ids, ratings, [row["TARGET"].strip() for row in rows],
                          [album_by_id.get(i, i) for i in ids], spectrograms)

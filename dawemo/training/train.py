@@ -84,8 +84,13 @@ class RatedMidlevel:
 
 
 def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: ContrastPairs | None,
-                config: TrainConfig, log=print, rated_midlevel: RatedMidlevel | None = None) -> MidlevelEmotionNet:
-    """Train from scratch with a fixed seed.
+                config: TrainConfig, log=print, rated_midlevel: RatedMidlevel | None = None,
+                device: str = "cpu") -> MidlevelEmotionNet:
+    """Train from scratch with a fixed seed; returns the net on the CPU, in eval mode.
+
+    Batches are cut on the CPU with numpy (the same code as at run time) and moved to ``device``.
+    On CUDA, cuDNN is put in deterministic mode, so a rerun on the same GPU and software repeats
+    the model; CPU and GPU runs of one config differ by floating-point rounding only.
 
     Args:
         spectrograms: per clip (n_frames, n_bands) linear filterbank magnitudes.
@@ -94,11 +99,15 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
         rated_midlevel: clips with mid-level ratings, regressed directly (MSE on the features).
     """
     torch.manual_seed(config.seed)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     rng = np.random.default_rng(config.seed)
     mean = torch.tensor(ratings.mean(axis=0))
     std = torch.tensor(ratings.std(axis=0) + 1e-6)
-    targets = (torch.tensor(ratings) - mean) / std
-    net = MidlevelEmotionNet(config.width, config.dropout, mean, std)
+    targets = ((torch.tensor(ratings) - mean) / std).to(device)
+    net = MidlevelEmotionNet(config.width, config.dropout, mean, std).to(device)
+    to_device = lambda array: torch.from_numpy(array).to(device, non_blocking=True)  # noqa: E731
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = int(np.ceil(len(spectrograms) / config.batch_size))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate,
@@ -107,41 +116,44 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
     for epoch in range(config.epochs):
         net.train()
         order = rng.permutation(len(spectrograms))
-        totals = np.zeros(3)
+        totals = torch.zeros(3, device=device)  # summed on the device: no GPU sync per step
         for step in range(steps_per_epoch):
             batch = order[step * config.batch_size : (step + 1) * config.batch_size]
             windows = np.stack([_random_window_input(spectrograms[i], config, rng) for i in batch])
-            _, predicted, logits = net(torch.from_numpy(windows))
-            loss = emotion_loss = F.mse_loss(predicted, targets[batch])
+            _, predicted, logits = net(to_device(windows))
+            loss = emotion_loss = F.mse_loss(predicted, targets[torch.from_numpy(batch).to(device)])
             # Keep logits where the sigmoid is sensitive, so features are graded rather than pinned
             # at 0 or 1 (ranking alone only constrains differences, not the scale).
             loss = loss + config.logit_penalty * logits.pow(2).mean()
-            rank_loss = rank_acc = torch.tensor(0.0)
+            rank_loss = rank_acc = torch.zeros((), device=device)
             if pairs is not None and config.ranking_weight > 0:
-                rank_loss, rank_acc, pair_logits = ranking_loss(net, *_pair_batch(pairs, config, rng))
+                more, less, quality = _pair_batch(pairs, config, rng)
+                rank_loss, rank_acc, pair_logits = ranking_loss(net, more.to(device), less.to(device),
+                                                                quality.to(device))
                 loss = loss + config.ranking_weight * rank_loss + config.logit_penalty * pair_logits.pow(2).mean()
             if rated_midlevel is not None:
                 picked = rng.integers(0, len(rated_midlevel.ratings), size=config.batch_size)
                 clips = np.stack([_random_window_input(rated_midlevel.spectrograms[i], config, rng) for i in picked])
-                features, _, _ = net(torch.from_numpy(clips))
-                loss = loss + F.mse_loss(features, torch.from_numpy(rated_midlevel.ratings[picked]).float())
+                features, _, _ = net(to_device(clips))
+                loss = loss + F.mse_loss(features, to_device(rated_midlevel.ratings[picked]).float())
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             schedule.step()
-            totals += [emotion_loss.item(), rank_loss.item(), rank_acc.item()]
-        totals /= steps_per_epoch
+            totals += torch.stack([emotion_loss.detach(), rank_loss.detach(), rank_acc.detach()])
+        totals = totals.cpu().numpy() / steps_per_epoch
         if log and (epoch % 5 == 4 or epoch == config.epochs - 1):
             log(f"epoch {epoch + 1}/{config.epochs}  emotion mse {totals[0]:.3f}  ranking loss {totals[1]:.3f} "
                 f"(pairs ordered {totals[2]:.0%})  {time.time() - started:.0f} s")
-    return net.eval()
+    return net.cpu().eval()
 
 
 @torch.no_grad()
 def predict_clips(net: MidlevelEmotionNet, spectrograms: list[np.ndarray],
                   context_frames: int = C.CONTEXT_FRAMES) -> tuple[np.ndarray, np.ndarray]:
-    """Whole-clip predictions, as ``dawemo analyze`` summarises a file: (n, 7) features, (n, 8) emotions."""
-    net.eval()
+    """Whole-clip predictions on the CPU, as ``dawemo analyze`` summarises a file: (n, 7) features,
+    (n, 8) emotions."""
+    net.cpu().eval()
     midlevel = []
     for spec in spectrograms:
         starts = segment_starts(len(spec))

@@ -1,0 +1,235 @@
+"""Compare training recipes by 10-fold CV on one GPU within a fixed time, and train the winner.
+
+    PYTHONPATH=. python3 scripts/train_sweep.py --out OUT --deadline-s 480
+
+Every run is exactly what ``dawemo train --device cuda --epochs E --width W --set ...`` does for
+that recipe (same data caches, splits, seeds and code), many at once: one process per run, all
+sharing the GPU. Recipes are tried in the order listed; each gets its 10 CV folds and its final
+model (all 300 excerpts). When time runs short, the best recipe with all folds done also gets the
+album-grouped CV. Whatever finished by the deadline is written to OUT/sweep.json, with the best
+recipes' final weights (``*.weights.npz``, loadable by ``weights_to_onnx``) and ONNX files.
+
+The machine needs PyTorch and numpy only: the spectrogram caches (``cache/*.u8.npz``), the corpus
+manifest and the Soundtracks ratings travel; the audio does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# name -> TrainConfig fields that differ from the defaults, most promising first.
+RECIPES = {
+    "w48-e150": {"width": 48, "epochs": 150},
+    "w48-e150-rank0.25": {"width": 48, "epochs": 150, "ranking_weight": 0.25},
+    "w32-e150": {"width": 32, "epochs": 150},
+    "w48-e300": {"width": 48, "epochs": 300},
+    "w48-e150-k12": {"width": 48, "epochs": 150, "segments_per_window": 12},
+    "w32-e60": {"width": 32, "epochs": 60},  # the CPU-trained v2 recipe, as a reference
+    "w48-e300-rank0.25": {"width": 48, "epochs": 300, "ranking_weight": 0.25},
+    "w64-e150": {"width": 64, "epochs": 150},
+    "w48-e150-dropout0.3": {"width": 48, "epochs": 150, "dropout": 0.3},
+    "w48-e150-batch32": {"width": 48, "epochs": 150, "batch_size": 32, "learning_rate": 3e-3},
+}
+
+_data: dict = {}
+
+
+def _load(soundtracks: str, corpus: str, cache: str) -> None:
+    """Per worker process: read the caches once (seconds), use one CPU thread for batch cutting."""
+    import torch
+
+    from dawemo.training.command import load_contrast_pairs
+    from dawemo.training.soundtracks import load_soundtracks
+
+    torch.set_num_threads(1)
+    data = load_soundtracks(soundtracks, cache)
+    pairs, corpus_key = load_contrast_pairs(Path(corpus), 150, 0, Path(cache))
+    _data.update(data=data, pairs=pairs, corpus_key=corpus_key)
+
+
+def _run(job: dict) -> dict:
+    import torch
+
+    from dawemo.training.config import TrainConfig
+    from dawemo.training.train import predict_clips, train_model
+
+    data, pairs = _data["data"], _data["pairs"]
+    config = TrainConfig(**job["config"])
+    test = np.array(job["test"], dtype=np.int64)
+    train = np.setdiff1d(np.arange(len(data.ids)), test)
+    started = time.time()
+    net = train_model([data.spectrograms[i] for i in train], data.ratings[train], pairs, config, log=None,
+                      device=job["device"])
+    result = dict(job, seconds=time.time() - started)
+    if len(test):
+        midlevel, emotions = predict_clips(net, [data.spectrograms[i] for i in test], config.context_frames)
+        result.update(midlevel=midlevel.tolist(), emotions=emotions.tolist())
+    else:  # the final model: keep its weights
+        path = Path(job["models_dir"]) / f"{job['recipe']}.weights.npz"
+        np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()},
+                 __config__=np.array(json.dumps(config.as_dict())))
+        result["weights"] = str(path)
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return result
+
+
+def weights_to_onnx(weights: Path, onnx_path: Path, version: str, extra_metadata: dict | None = None) -> Path:
+    """Export a ``*.weights.npz`` written by this sweep (or ``dawemo train``) as the runtime's ONNX file."""
+    import torch
+
+    from dawemo.training.config import TrainConfig
+    from dawemo.training.export import export_onnx
+    from dawemo.training.net import MidlevelEmotionNet
+
+    with np.load(weights, allow_pickle=False) as stored:
+        config = TrainConfig(**json.loads(str(stored["__config__"])))
+        state = {k: torch.from_numpy(stored[k]) for k in stored.files if k != "__config__"}
+    net = MidlevelEmotionNet(config.width, config.dropout)
+    net.load_state_dict(state)
+    meta = {"training": {"config": config.as_dict(), **(extra_metadata or {})}}
+    return export_onnx(net.eval(), onnx_path, version=version, context_frames=config.context_frames,
+                       extra_metadata=meta)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--soundtracks", default=".gpu/soundtracks", help="folder with ratings.csv, tracklist.csv")
+    parser.add_argument("--corpus", default="cache/midlevel_corpus", help="folder with the corpus manifest.csv")
+    parser.add_argument("--cache", default="cache")
+    parser.add_argument("--deadline-s", type=float, default=480)
+    parser.add_argument("--workers", type=int, default=14)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated names, in priority order")
+    parser.add_argument("--keep", type=int, default=2, help="best recipes whose final weights are copied to OUT")
+    parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (smoke tests)")
+    args = parser.parse_args()
+
+    started = time.time()
+    from dawemo.training.command import load_contrast_pairs
+    from dawemo.training.evaluate import grouped_kfold_splits, kfold_splits, summarize_folds
+    from dawemo.training.soundtracks import load_soundtracks
+
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}")
+    if args.epochs:
+        for n in names:
+            RECIPES[n]["epochs"] = args.epochs
+    data = load_soundtracks(args.soundtracks, args.cache)
+    load_contrast_pairs(Path(args.corpus), 150, 0, Path(args.cache))  # fails here, not in the workers
+    cv_splits = kfold_splits(len(data.ids), 10, 0)
+    grouped_splits = grouped_kfold_splits(data.albums, 5, 0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    models_dir = Path("/tmp/dawemo-sweep-models")
+    models_dir.mkdir(parents=True, exist_ok=True)
+
+    def job(recipe, scheme, fold):
+        test = [] if scheme == "final" else (cv_splits if scheme == "cv" else grouped_splits)[fold].tolist()
+        return {"recipe": recipe, "config": RECIPES[recipe], "scheme": scheme, "fold": fold, "test": test,
+                "device": args.device, "models_dir": str(models_dir)}
+
+    queue = [job(n, scheme, k) for n in names for scheme, k in [("cv", k) for k in range(10)] + [("final", -1)]]
+    done: dict = {n: {"cv": {}, "grouped": {}, "final": None, "seconds": []} for n in names}
+    report = {"recipes": {n: RECIPES[n] for n in names}, "device": args.device, "workers": args.workers,
+              "results": {}, "log": []}
+    grouped_for = None
+
+    def say(text):
+        line = f"[{time.time() - started:5.0f} s] {text}"
+        print(line, flush=True)
+        report["log"].append(line)
+
+    def summarise():
+        for n in names:
+            entry = {"recipe": RECIPES[n], "folds_done": len(done[n]["cv"]),
+                     "mean_run_s": float(np.mean(done[n]["seconds"])) if done[n]["seconds"] else None,
+                     "final_weights": done[n]["final"]}
+            if len(done[n]["cv"]) == 10:
+                entry["cv"] = summarize_folds(data.ratings, cv_splits, done[n]["cv"])
+            if len(done[n]["grouped"]) == len(grouped_splits):
+                entry["album_grouped_cv"] = summarize_folds(data.ratings, grouped_splits, done[n]["grouped"])
+            report["results"][n] = entry
+        ranked = sorted((n for n in names if "cv" in report["results"][n]),
+                        key=lambda n: -report["results"][n]["cv"]["pooled"]["mean_r"])
+        report["ranking"] = [(n, round(report["results"][n]["cv"]["pooled"]["mean_r"], 4)) for n in ranked]
+        report["seconds"] = round(time.time() - started)
+        tmp = args.out / "sweep.json.tmp"
+        tmp.write_text(json.dumps(report, indent=1))
+        tmp.replace(args.out / "sweep.json")
+        return ranked
+
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(args.workers, mp_context=context, initializer=_load,
+                               initargs=(args.soundtracks, args.corpus, args.cache))
+    running = {}
+    say(f"{len(queue)} runs queued for {len(names)} recipes on {args.device} with {args.workers} workers")
+    while queue or running:
+        elapsed = time.time() - started
+        ranked = [n for n in summarise() if done[n]["final"]]
+        # Time for the album-grouped CV of the leader once its folds and final model are in and either
+        # nothing else is left or the remaining time only just covers one more run.
+        if grouped_for is None and ranked:
+            leader = ranked[0]
+            run_s = np.mean(done[leader]["seconds"])
+            if not queue or args.deadline_s - elapsed < 1.6 * run_s + 10:
+                grouped_for = leader
+                queue[:0] = [job(leader, "grouped", k) for k in range(len(grouped_splits))]
+                say(f"album-grouped CV for the leader {leader} (mean r {report['ranking'][0][1]})")
+        while queue and len(running) < args.workers:
+            item = queue.pop(0)
+            known = done[item["recipe"]]["seconds"]
+            if known and elapsed + np.mean(known) * 1.15 > args.deadline_s:
+                continue  # would not finish in time
+            running[pool.submit(_run, item)] = item
+        if not running:
+            break
+        finished, _ = wait(running, timeout=max(1.0, args.deadline_s - (time.time() - started)),
+                           return_when=FIRST_COMPLETED)
+        if not finished:
+            say("deadline reached; unfinished runs are dropped")
+            break
+        for future in finished:
+            item = running.pop(future)
+            try:
+                result = future.result()
+            except Exception as error:  # one broken run must not lose the others
+                say(f"{item['recipe']} {item['scheme']} {item['fold']}: FAILED: {error!r}")
+                continue
+            slot = done[item["recipe"]]
+            slot["seconds"].append(result["seconds"])
+            if item["scheme"] == "final":
+                slot["final"] = result["weights"]
+            else:
+                slot["cv" if item["scheme"] == "cv" else "grouped"][item["fold"]] = (
+                    np.array(result["midlevel"]), np.array(result["emotions"]))
+            say(f"{item['recipe']} {item['scheme']} {item['fold']} done in {result['seconds']:.0f} s")
+    ranked = summarise()
+    say("ranking: " + ", ".join(f"{n} {r}" for n, r in report["ranking"]))
+    for n in [n for n in ranked if done[n]["final"]][: args.keep]:
+        weights = Path(done[n]["final"])
+        (args.out / weights.name).write_bytes(weights.read_bytes())
+        try:
+            weights_to_onnx(weights, args.out / f"{n}.onnx", version=n)
+        except Exception as error:  # the weights alone are enough to export elsewhere
+            say(f"ONNX export of {n} failed here: {error!r}")
+    summarise()
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
