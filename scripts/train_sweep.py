@@ -74,7 +74,9 @@ def _run(job: dict) -> dict:
     result = dict(job, seconds=time.time() - started)
     if len(test):
         midlevel, emotions = predict_clips(net, [data.spectrograms[i] for i in test], config.context_frames)
-        result.update(midlevel=midlevel.tolist(), emotions=emotions.tolist())
+        weight, bias = net.linear_emotion_map()
+        result.update(midlevel=midlevel.tolist(), emotions=emotions.tolist(), head_weight=weight.tolist(),
+                      head_bias=bias.tolist())
     else:  # the final model: keep its weights
         path = Path(job["models_dir"]) / f"{job['recipe']}.weights.npz"
         np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()},
@@ -84,12 +86,11 @@ def _run(job: dict) -> dict:
     return result
 
 
-def weights_to_onnx(weights: Path, onnx_path: Path, version: str, extra_metadata: dict | None = None) -> Path:
-    """Export a ``*.weights.npz`` written by this sweep (or ``dawemo train``) as the runtime's ONNX file."""
+def load_weights(weights: Path):
+    """A ``*.weights.npz`` written by this sweep -> (MidlevelEmotionNet in eval mode, TrainConfig)."""
     import torch
 
     from dawemo.training.config import TrainConfig
-    from dawemo.training.export import export_onnx
     from dawemo.training.net import MidlevelEmotionNet
 
     with np.load(weights, allow_pickle=False) as stored:
@@ -97,9 +98,62 @@ def weights_to_onnx(weights: Path, onnx_path: Path, version: str, extra_metadata
         state = {k: torch.from_numpy(stored[k]) for k in stored.files if k != "__config__"}
     net = MidlevelEmotionNet(config.width, config.dropout)
     net.load_state_dict(state)
+    return net.eval(), config
+
+
+def weights_to_onnx(weights: Path, onnx_path: Path, version: str, extra_metadata: dict | None = None) -> Path:
+    """Export a ``*.weights.npz`` with its jointly trained emotion layer as the runtime's ONNX file."""
+    from dawemo.training.export import export_onnx
+
+    net, config = load_weights(weights)
     meta = {"training": {"config": config.as_dict(), **(extra_metadata or {})}}
-    return export_onnx(net.eval(), onnx_path, version=version, context_frames=config.context_frames,
+    return export_onnx(net, onnx_path, version=version, context_frames=config.context_frames,
                        extra_metadata=meta)
+
+
+def assemble(args) -> int:
+    """The shipped model from a sweep's recipe: its final network with the emotion layer refitted on its
+    CV's out-of-fold features (what ``dawemo train`` does after its CV), plus the evaluation report."""
+    import torch
+
+    from dawemo.training.evaluate import kfold_splits
+    from dawemo.training.export import export_onnx
+    from dawemo.training.head import crossfitted_head_metrics, fit_emotion_head, set_emotion_head
+    from dawemo.training.soundtracks import load_soundtracks
+
+    recipe, sweep_dir = args.assemble, args.out
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    cv = sweep["results"][recipe]["cv"]
+    net, config = load_weights(sweep_dir / f"{recipe}.weights.npz")
+    joint = [a.double().numpy() for a in net.linear_emotion_map()]
+    ratings = load_soundtracks(args.soundtracks, args.cache).ratings
+    splits = kfold_splits(len(ratings), cv["n_folds"], config.seed)
+    if "fold_emotion_heads" in cv:
+        anchors, anchor_note = [(np.array(h["weight"]), np.array(h["bias"])) for h in cv["fold_emotion_heads"]], \
+            "each fold's own joint layer"
+    else:  # sweeps before fold layers were recorded
+        anchors, anchor_note = [tuple(joint)] * len(splits), "the final network's joint layer (trained on all " \
+            "excerpts, so the estimate is slightly optimistic)"
+    cv["crossfitted_head"] = crossfitted_head_metrics(np.array(cv["out_of_fold_midlevel"]), ratings, splits,
+                                                      anchors, args.head_ridge)
+    cv["crossfitted_head"]["anchor"] = anchor_note
+    weight, bias = fit_emotion_head(np.array(cv["out_of_fold_midlevel"]), ratings, *joint, ridge=args.head_ridge)
+    set_emotion_head(net, weight, bias)
+    head_note = (f"cross-fitted on 10-fold out-of-fold clip features, ridge {args.head_ridge} towards the joint layer")
+    meta = {"training": {"config": config.as_dict(), "trained_with": args.trained_with, "emotion_head": head_note,
+                         "recipe": recipe, "evaluation": "see models/evaluation.json and MODEL_CARD.md"}}
+    export_onnx(net, args.model_out, version=args.version, context_frames=config.context_frames,
+                extra_metadata=meta)
+    report = {"config": config.as_dict(), "recipe": recipe, "trained_with": args.trained_with,
+              "exported_with_torch": torch.__version__, "model_file": str(args.model_out), "emotion_head": head_note,
+              "joint_emotion_head": {"weight": joint[0].round(6).tolist(), "bias": joint[1].round(6).tolist()},
+              "cv": cv, "sweep": {"ranking": sweep["ranking"], "recipes": sweep["recipes"],
+                                  "folds_done": {n: r["folds_done"] for n, r in sweep["results"].items()},
+                                  "log": sweep["log"]}}
+    args.report_out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.model_out} and {args.report_out}: CV mean r {cv['pooled']['mean_r']:.3f} with the joint "
+          f"layer, {cv['crossfitted_head']['mean_r']:.3f} with the cross-fitted one")
+    return 0
 
 
 def main() -> int:
@@ -114,7 +168,17 @@ def main() -> int:
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated names, in priority order")
     parser.add_argument("--keep", type=int, default=2, help="best recipes whose final weights are copied to OUT")
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (smoke tests)")
+    parser.add_argument("--final-only", action="store_true", help="only train each recipe's final model")
+    parser.add_argument("--assemble", metavar="RECIPE",
+                        help="instead of sweeping: build the shipped model from RECIPE's results in --out")
+    parser.add_argument("--model-out", type=Path, default=Path("models/dawemo-midlevel-emotion.onnx"))
+    parser.add_argument("--report-out", type=Path, default=Path("models/evaluation.json"))
+    parser.add_argument("--version", default="3")
+    parser.add_argument("--head-ridge", type=float, default=1.0)
+    parser.add_argument("--trained-with", default="", help="where the sweep ran (recorded in the model)")
     args = parser.parse_args()
+    if args.assemble:
+        return assemble(args)
 
     started = time.time()
     from dawemo.training.command import load_contrast_pairs
@@ -142,8 +206,14 @@ def main() -> int:
                 "device": args.device, "models_dir": str(models_dir)}
 
     queue = [job(n, scheme, k) for n in names for scheme, k in [("cv", k) for k in range(10)] + [("final", -1)]]
+    if args.final_only:
+        queue = [item for item in queue if item["scheme"] == "final"]
     done: dict = {n: {"cv": {}, "grouped": {}, "final": None, "seconds": []} for n in names}
+    import torch
+
     report = {"recipes": {n: RECIPES[n] for n in names}, "device": args.device, "workers": args.workers,
+              "torch": torch.__version__,
+              "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
               "results": {}, "log": []}
     grouped_for = None
 
@@ -213,12 +283,13 @@ def main() -> int:
             if item["scheme"] == "final":
                 slot["final"] = result["weights"]
             else:
-                slot["cv" if item["scheme"] == "cv" else "grouped"][item["fold"]] = (
-                    np.array(result["midlevel"]), np.array(result["emotions"]))
+                slot["cv" if item["scheme"] == "cv" else "grouped"][item["fold"]] = tuple(
+                    np.array(result[key]) for key in ("midlevel", "emotions", "head_weight", "head_bias"))
             say(f"{item['recipe']} {item['scheme']} {item['fold']} done in {result['seconds']:.0f} s")
     ranked = summarise()
     say("ranking: " + ", ".join(f"{n} {r}" for n, r in report["ranking"]))
-    for n in [n for n in ranked if done[n]["final"]][: args.keep]:
+    with_final = [n for n in ranked + [n for n in names if n not in ranked] if done[n]["final"]]
+    for n in with_final[: args.keep]:
         weights = Path(done[n]["final"])
         (args.out / weights.name).write_bytes(weights.read_bytes())
         try:
@@ -232,4 +303,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -49,10 +49,7 @@ def probe_results() -> dict:
 
 # Known failures of the shipped model (model card, "Limitations"). Strict, so a model that fixes
 # them turns these into failures until the marks are removed.
-KNOWN_WEAK = {
-    "tonal_stability": "shipped model v2 orders 4/8 independent tonal-stability probes (one key vs wandering "
-                       "chromatic chords); v1 ordered 6/8",
-}
+KNOWN_WEAK: dict[str, str] = {}  # v3 orders every quality; v2 ordered 4/8 tonal-stability pairs
 
 
 @pytest.mark.slow

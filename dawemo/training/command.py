@@ -19,6 +19,7 @@ from dawemo import constants as C
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from dawemo.training.config import TrainConfig
+    from dawemo.training.head import DEFAULT_RIDGE
 
     defaults = TrainConfig()
     parser.add_argument("--soundtracks", type=Path, default=None,
@@ -37,6 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cv", type=int, default=10, help="folds of plain cross-validation (0: skip)")
     parser.add_argument("--grouped-cv", type=int, default=5, help="folds of album-grouped cross-validation (0: skip)")
     parser.add_argument("--no-final", action="store_true", help="only cross-validate, do not train/export the model")
+    parser.add_argument("--joint-head", action="store_true",
+                        help="ship the jointly trained emotion layer instead of refitting it on the CV's "
+                             "out-of-fold features")
+    parser.add_argument("--head-ridge", type=float, default=DEFAULT_RIDGE,
+                        help="pull of the refitted emotion layer towards the joint one (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="folds trained in parallel (one thread each)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--width", type=int, default=defaults.width)
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from dawemo.training.evaluate import cross_validate, grouped_kfold_splits, kfold_splits
     from dawemo.training.export import export_onnx
     from dawemo.training.soundtracks import load_soundtracks
+    from dawemo.training.head import crossfitted_head_metrics, fit_emotion_head, set_emotion_head
     from dawemo.training.train import RatedMidlevel, train_model
 
     started = time.time()
@@ -136,11 +143,14 @@ def run(args: argparse.Namespace) -> int:
         print("training the final model on all excerpts ...", flush=True)
         torch.set_num_threads(max(1, args.workers))
         net = train_model(data.spectrograms, data.ratings, pairs, config, rated_midlevel=rated, device=device)
+        joint_head = [array.double().numpy() for array in net.linear_emotion_map()]
+        training_meta = {"config": config.as_dict(), "device": device, "corpus_manifest_sha1": corpus_key,
+                         "emotion_head": "joint", "evaluation": "see models/evaluation.json and MODEL_CARD.md"}
+        # Written now with the jointly trained layer, so an interrupted CV still leaves a usable model.
         export_onnx(net, args.out, version=args.model_version, context_frames=config.context_frames,
-                    extra_metadata={"training": {"config": config.as_dict(), "device": device,
-                                                 "corpus_manifest_sha1": corpus_key,
-                                                 "evaluation": "see models/evaluation.json and MODEL_CARD.md"}})
+                    extra_metadata={"training": training_meta})
         report["model_file"] = str(args.out)
+        report["emotion_head"] = "joint"
         print(f"wrote {args.out}", flush=True)
         torch.set_num_threads(1)
         _write_report(args.report, report)
@@ -149,7 +159,25 @@ def run(args: argparse.Namespace) -> int:
         report[key] = cross_validate(data.spectrograms, data.ratings, pairs, config, splits, args.workers,
                                      device=device)
         print(_summary_line(name, report[key]), flush=True)
+        if not args.joint_head:
+            report[key]["crossfitted_head"] = crossfitted_head_metrics(
+                np.array(report[key]["out_of_fold_midlevel"]), data.ratings, splits,
+                [(np.array(h["weight"]), np.array(h["bias"])) for h in report[key]["fold_emotion_heads"]],
+                args.head_ridge)
+            print(f"    with the cross-fitted emotion layer: mean r "
+                  f"{report[key]['crossfitted_head']['mean_r']:.3f}", flush=True)
         _write_report(args.report, report)
+    if not args.no_final and not args.joint_head and "cv" in report:
+        weight, bias = fit_emotion_head(np.array(report["cv"]["out_of_fold_midlevel"]), data.ratings,
+                                        *joint_head, ridge=args.head_ridge)
+        set_emotion_head(net, weight, bias)
+        training_meta.update(emotion_head=f"cross-fitted on {args.cv}-fold out-of-fold clip features, ridge "
+                                          f"{args.head_ridge} towards the joint layer")
+        export_onnx(net, args.out, version=args.model_version, context_frames=config.context_frames,
+                    extra_metadata={"training": training_meta})
+        report["emotion_head"] = training_meta["emotion_head"]
+        report["joint_emotion_head"] = {"weight": joint_head[0].round(6).tolist(), "bias": joint_head[1].round(6).tolist()}
+        print(f"wrote {args.out} with the cross-fitted emotion layer", flush=True)
     report["seconds"] = round(time.time() - started)
     _write_report(args.report, report)
     print(f"wrote {args.report} ({report['seconds']} s)")

@@ -82,7 +82,8 @@ def _run_fold(job: FoldJob):
     net = train_model([spectrograms[i] for i in train], ratings[train], _worker_data["pairs"], job.config,
                       log=lambda text: print(f"  fold {job.fold + 1}: {text}", flush=True), device=job.device)
     midlevel, emotions = predict_clips(net, [spectrograms[i] for i in job.test], job.config.context_frames)
-    return job.fold, midlevel, emotions, time.time() - started
+    weight, bias = net.linear_emotion_map()
+    return job.fold, (midlevel, emotions, weight.double().numpy(), bias.double().numpy()), time.time() - started
 
 
 def cross_validate(spectrograms: list, ratings: np.ndarray, pairs, config, splits: list[np.ndarray],
@@ -94,24 +95,25 @@ def cross_validate(spectrograms: list, ratings: np.ndarray, pairs, config, split
     # spawn, not fork: forking after PyTorch has started its OpenMP threads can hang the children.
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_init_worker, initargs=(spectrograms, ratings, pairs)) as pool:
-        for fold, fold_mid, fold_emotions, seconds in pool.imap_unordered(_run_fold, jobs):
-            fold_predictions[fold] = (fold_mid, fold_emotions)
-            fold_metrics = emotion_metrics(fold_emotions, ratings[splits[fold]])
+        for fold, predictions, seconds in pool.imap_unordered(_run_fold, jobs):
+            fold_predictions[fold] = predictions
+            fold_metrics = emotion_metrics(predictions[1], ratings[splits[fold]])
             log(f"fold {fold + 1}/{len(splits)} done in {seconds:.0f} s: mean r {fold_metrics['mean_r']:.3f}")
     return summarize_folds(ratings, splits, fold_predictions)
 
 
 def summarize_folds(ratings: np.ndarray, splits: list[np.ndarray], fold_predictions: dict) -> dict:
-    """Metrics of out-of-fold predictions ``{fold: (midlevel (n, 7), emotions (n, 8))}``, all folds present.
+    """Metrics of out-of-fold predictions ``{fold: (midlevel (n, 7), emotions (n, 8)[, head weight
+    (8, 7), head bias (8,)])}``, all folds present.
 
-    Returns the metrics on the pooled predictions, the mean and spread of per-fold metrics, and
-    the out-of-fold predictions themselves.
+    Returns the metrics on the pooled predictions, the mean and spread of per-fold metrics, the
+    out-of-fold predictions themselves and, when given, each fold's jointly trained emotion layer.
     """
     predicted = np.zeros_like(ratings, dtype=np.float64)
     midlevel = np.zeros((len(ratings), len(C.MIDLEVEL_NAMES)))
     per_fold = []
     for fold, test in enumerate(splits):
-        midlevel[test], predicted[test] = fold_predictions[fold]
+        midlevel[test], predicted[test] = fold_predictions[fold][:2]
         per_fold.append(emotion_metrics(predicted[test], ratings[test]))
     pooled = emotion_metrics(predicted, ratings)
     fold_means = np.array([m["mean_r"] for m in per_fold])
@@ -124,4 +126,7 @@ def summarize_folds(ratings: np.ndarray, splits: list[np.ndarray], fold_predicti
                                     for name in C.EMOTION_NAMES},
         "out_of_fold_emotions": predicted.round(4).tolist(),
         "out_of_fold_midlevel": midlevel.round(4).tolist(),
+        **({"fold_emotion_heads": [{"weight": np.round(fold_predictions[k][2], 6).tolist(),
+                                    "bias": np.round(fold_predictions[k][3], 6).tolist()} for k in range(len(splits))]}
+           if all(len(fold_predictions[k]) == 4 for k in range(len(splits))) else {}),
     }

@@ -1,0 +1,68 @@
+"""The cross-fitted emotion head: the 8x7 linear map refitted on out-of-fold clip features.
+
+Joint training fits the emotion layer to features of clips the network has learnt (features of
+training clips are sharper than those of new music) and of random 10 s crops (a file's summary
+averages every segment). Cross-validation already yields, for every excerpt, the features of a
+network that never heard it. Refitting the emotion layer on those (ridge regression, pulled
+towards the jointly trained layer so that explanations keep their meaning) gives a layer fitted
+to the situation it is used in: whole clips of unheard music.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dawemo.training.evaluate import emotion_metrics
+
+DEFAULT_RIDGE = 1.0  # pull towards the joint layer; 0 = plain least squares
+
+
+def fit_emotion_head(midlevel: np.ndarray, ratings: np.ndarray, anchor_weight: np.ndarray,
+                     anchor_bias: np.ndarray, ridge: float = DEFAULT_RIDGE) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression of ratings on features, shrunk towards an anchor layer.
+
+    Minimises ``|ratings - midlevel @ W.T - b|^2 + ridge * |W - anchor_weight|^2`` (the bias is free).
+
+    Args:
+        midlevel: (n, 7) clip features in [0, 1].
+        ratings: (n, 8) ratings on the 1-9 scale.
+        anchor_weight, anchor_bias: (8, 7) and (8,) the jointly trained layer on the rating scale.
+    Returns:
+        weight (8, 7) and bias (8,) on the rating scale.
+    """
+    n_features = midlevel.shape[1]
+    x = np.c_[midlevel, np.ones(len(midlevel))].astype(np.float64)
+    penalty = ridge * np.diag([1.0] * n_features + [0.0])
+    prior = np.r_[np.asarray(anchor_weight, np.float64).T, np.asarray(anchor_bias, np.float64)[None]]
+    solution = np.linalg.solve(x.T @ x + penalty, x.T @ np.asarray(ratings, np.float64) + penalty @ prior)
+    return solution[:n_features].T, solution[n_features]
+
+
+def crossfitted_head_metrics(midlevel_oof: np.ndarray, ratings: np.ndarray, splits: list[np.ndarray],
+                             anchors: list[tuple[np.ndarray, np.ndarray]], ridge: float = DEFAULT_RIDGE) -> dict:
+    """Score the refitted layer by the same folds: for each fold, fit on the other folds' out-of-fold
+    features (anchored to that fold's jointly trained layer) and predict the fold.
+
+    Args:
+        midlevel_oof: (n, 7) out-of-fold features from cross-validation with ``splits``.
+        anchors: per fold, the (weight, bias) its network learnt jointly.
+    """
+    predicted = np.zeros(ratings.shape, dtype=np.float64)
+    for test, (weight, bias) in zip(splits, anchors):
+        train = np.setdiff1d(np.arange(len(ratings)), test)
+        fitted_weight, fitted_bias = fit_emotion_head(midlevel_oof[train], ratings[train], weight, bias, ridge)
+        predicted[test] = midlevel_oof[test] @ fitted_weight.T + fitted_bias
+    metrics = emotion_metrics(predicted, ratings)
+    metrics["ridge"] = ridge
+    metrics["out_of_fold_emotions"] = predicted.round(4).tolist()
+    return metrics
+
+
+def set_emotion_head(net, weight: np.ndarray, bias: np.ndarray) -> None:
+    """Put a rating-scale (8, 7) weight and (8,) bias into ``net`` (which works on standardised ratings)."""
+    import torch
+
+    std, mean = net.emotion_std.detach().double(), net.emotion_mean.detach().double()
+    with torch.no_grad():
+        net.emotion_head.weight.copy_(torch.from_numpy(np.asarray(weight, np.float64)) / std[:, None])
+        net.emotion_head.bias.copy_((torch.from_numpy(np.asarray(bias, np.float64)) - mean) / std)
