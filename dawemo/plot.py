@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dawemo import constants as C
 from dawemo.report import atomic_write, contributions, dominant_emotion
 
 FIGSIZE_IN = (16.0, 10.0)
@@ -59,12 +60,15 @@ def _draw_curves(ax, times: np.ndarray, series: dict[str, list[float]], colors: 
 
 
 def _emotion_ylim(values: np.ndarray) -> tuple[float, float]:
-    """Y range around the data, at least 2 rating points tall, inside the 1-9 scale."""
+    """Y range around the data, at least 2 rating points tall, inside the 1-9 scale unless the data
+    leave it (the emotion map is linear: short windows can overshoot, and nothing is hidden)."""
     if values.size == 0:
         return 1.0, 9.0
     low, high = float(values.min()), float(values.max())
     pad = max(0.15 * (high - low), (2.0 - (high - low)) / 2, 0.0)
-    return max(1.0, low - pad), min(9.0, high + pad)
+    bottom = max(1.0, low - pad) if low >= 1.0 else low - 0.2
+    top = min(9.0, high + pad) if high <= 9.0 else high + 0.2
+    return bottom, top
 
 
 def _draw_contributions(fig, ax, document: dict, entry: dict) -> None:
@@ -148,7 +152,10 @@ def render_file_figure(document: dict, entry: dict):
     colors = {name: EMOTION_COLORS.get(name, f"C{i}") for i, name in enumerate(model["emotions"])}
     _draw_curves(ax_emotions, times, timeline["emotions"], colors, styles, fill_end_s)
     emotion_values = np.array([timeline["emotions"][n] for n in model["emotions"]], dtype=float)
-    ax_emotions.set_ylim(*_emotion_ylim(emotion_values))
+    bottom, top = _emotion_ylim(emotion_values)
+    ax_emotions.set_ylim(bottom, top)
+    for edge in [v for v in C.EMOTION_SCALE if bottom < v < top]:  # short windows can overshoot the scale
+        ax_emotions.axhline(edge, color="0.45", linewidth=1.0, linestyle=":", zorder=0)
     ax_emotions.set_ylabel("emotion rating (1-9 scale)")
     ax_emotions.set_title("Emotions over time", fontsize=12)
     ax_emotions.tick_params(labelbottom=False)
