@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dawemo.training.config import HEAD_RIDGE  # noqa: E402  (after the path: runs without installing)
 
 # name -> TrainConfig fields that differ from the defaults, most promising first.
 RECIPES = {
@@ -174,7 +175,7 @@ def main() -> int:
     parser.add_argument("--model-out", type=Path, default=Path("models/dawemo-midlevel-emotion.onnx"))
     parser.add_argument("--report-out", type=Path, default=Path("models/evaluation.json"))
     parser.add_argument("--version", default="3")
-    parser.add_argument("--head-ridge", type=float, default=1.0)
+    parser.add_argument("--head-ridge", type=float, default=HEAD_RIDGE)
     parser.add_argument("--trained-with", default="", help="where the sweep ran (recorded in the model)")
     args = parser.parse_args()
     if args.assemble:

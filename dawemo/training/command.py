@@ -18,8 +18,7 @@ from dawemo import constants as C
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from dawemo.training.config import TrainConfig
-    from dawemo.training.head import DEFAULT_RIDGE
+    from dawemo.training.config import HEAD_RIDGE, TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument("--soundtracks", type=Path, default=None,
@@ -41,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--joint-head", action="store_true",
                         help="ship the jointly trained emotion layer instead of refitting it on the CV's "
                              "out-of-fold features")
-    parser.add_argument("--head-ridge", type=float, default=DEFAULT_RIDGE,
+    parser.add_argument("--head-ridge", type=float, default=HEAD_RIDGE,
                         help="pull of the refitted emotion layer towards the joint one (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="folds trained in parallel (one thread each)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# Pull of the refitted emotion layer towards the jointly trained one (dawemo.training.head).
+HEAD_RIDGE = 1.0
 
 
 @dataclass

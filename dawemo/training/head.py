@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dawemo.training.config import HEAD_RIDGE as DEFAULT_RIDGE
 from dawemo.training.evaluate import emotion_metrics
-
-DEFAULT_RIDGE = 1.0  # pull towards the joint layer; 0 = plain least squares
 
 
 def fit_emotion_head(midlevel: np.ndarray, ratings: np.ndarray, anchor_weight: np.ndarray,
