@@ -115,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(f"dawemo: error: {error}", file=sys.stderr)
         return 2
+    smallest_training_set = len(data.ids) * (1 - 1 / max(2, args.cv or 2, args.grouped_cv or 2))
+    if config.epochs * int(np.ceil(smallest_training_set / config.batch_size)) < 4:
+        print(f"dawemo train: error: {config.epochs} epoch(s) of batches of {config.batch_size} are too few "
+              "training steps; use more epochs", file=sys.stderr)
+        return 2
     pairs, corpus_key = load_contrast_pairs(args.corpus, args.pairs_per_quality, args.seed, args.cache)
     rated = None
     if args.midlevel_dataset:

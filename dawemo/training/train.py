@@ -110,8 +110,13 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
     to_device = lambda array: torch.from_numpy(array).to(device, non_blocking=True)  # noqa: E731
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = int(np.ceil(len(spectrograms) / config.batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate,
-                                                   total_steps=config.epochs * steps_per_epoch, pct_start=0.1)
+    total_steps = config.epochs * steps_per_epoch
+    if total_steps < 4:
+        raise ValueError(f"{total_steps} training steps are too few for the learning-rate schedule; "
+                         "use more epochs or a smaller batch")
+    # Warm up over 10 % of the steps (at least 2: the schedule divides by the warm-up length).
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate, total_steps=total_steps,
+                                                   pct_start=max(0.1, 2.0 / total_steps))
     started = time.time()
     for epoch in range(config.epochs):
         net.train()
