@@ -1,6 +1,7 @@
 """Compare training recipes by 10-fold CV on one GPU within a fixed time, and train the winner.
 
-    PYTHONPATH=. python3 scripts/train_sweep.py --out OUT --deadline-s 480
+    python3 scripts/train_sweep.py --out OUT --deadline-s 480 [--soundtracks DIR]
+    python3 scripts/train_sweep.py --out OUT --assemble RECIPE --version V   # then: the shipped model
 
 Every run is exactly what ``dawemo train --device cuda --epochs E --width W --set ...`` does for
 that recipe (same data caches, splits, seeds and code), many at once: one process per run, all
@@ -160,7 +161,9 @@ def assemble(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--soundtracks", default=".gpu/soundtracks", help="folder with ratings.csv, tracklist.csv")
+    parser.add_argument("--soundtracks", default=None,
+                        help="folder with ratings.csv and tracklist.csv (audio/ only when the cache is missing); "
+                             "default ../shared/data/soundtracks")
     parser.add_argument("--corpus", default="cache/midlevel_corpus", help="folder with the corpus manifest.csv")
     parser.add_argument("--cache", default="cache")
     parser.add_argument("--deadline-s", type=float, default=480)
