@@ -61,8 +61,6 @@ def _load(soundtracks: str, corpus: str, cache: str) -> None:
 
 
 def _run(job: dict) -> dict:
-    import torch
-
     from dawemo.training.config import TrainConfig
     from dawemo.training.train import predict_clips, train_model
 
@@ -84,7 +82,6 @@ def _run(job: dict) -> dict:
         np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()},
                  __config__=np.array(json.dumps(config.as_dict())))
         result["weights"] = str(path)
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return result
 
 
@@ -120,7 +117,7 @@ def assemble(args) -> int:
 
     from dawemo.training.evaluate import kfold_splits
     from dawemo.training.export import export_onnx
-    from dawemo.training.head import crossfitted_head_metrics, fit_emotion_head, set_emotion_head
+    from dawemo.training.head import crossfit_net_head, crossfitted_head_metrics
     from dawemo.training.soundtracks import load_soundtracks
 
     recipe, sweep_dir = args.assemble, args.out
@@ -139,9 +136,7 @@ def assemble(args) -> int:
     cv["crossfitted_head"] = crossfitted_head_metrics(np.array(cv["out_of_fold_midlevel"]), ratings, splits,
                                                       anchors, args.head_ridge)
     cv["crossfitted_head"]["anchor"] = anchor_note
-    weight, bias = fit_emotion_head(np.array(cv["out_of_fold_midlevel"]), ratings, *joint, ridge=args.head_ridge)
-    set_emotion_head(net, weight, bias)
-    head_note = (f"cross-fitted on 10-fold out-of-fold clip features, ridge {args.head_ridge} towards the joint layer")
+    head_note = crossfit_net_head(net, np.array(cv["out_of_fold_midlevel"]), ratings, cv["n_folds"], args.head_ridge)
     meta = {"training": {"config": config.as_dict(), "trained_with": args.trained_with, "emotion_head": head_note,
                          "recipe": recipe, "evaluation": "see models/evaluation.json and MODEL_CARD.md"}}
     export_onnx(net, args.model_out, version=args.version, context_frames=config.context_frames,

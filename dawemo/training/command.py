@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from dawemo.training.evaluate import cross_validate, grouped_kfold_splits, kfold_splits
     from dawemo.training.export import export_onnx
     from dawemo.training.soundtracks import load_soundtracks
-    from dawemo.training.head import crossfitted_head_metrics, fit_emotion_head, set_emotion_head
-    from dawemo.training.train import RatedMidlevel, train_model
+    from dawemo.training.head import crossfit_net_head, crossfitted_head_metrics
+    from dawemo.training.train import RatedMidlevel, too_few_steps, train_model
 
     started = time.time()
     try:
@@ -115,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(f"dawemo: error: {error}", file=sys.stderr)
         return 2
-    smallest_training_set = len(data.ids) * (1 - 1 / max(2, args.cv or 2, args.grouped_cv or 2))
-    if config.epochs * int(np.ceil(smallest_training_set / config.batch_size)) < 4:
-        print(f"dawemo train: error: {config.epochs} epoch(s) of batches of {config.batch_size} are too few "
-              "training steps; use more epochs", file=sys.stderr)
+    smallest_training_set = int(len(data.ids) * (1 - 1 / max(2, args.cv or 2, args.grouped_cv or 2)))
+    problem = too_few_steps(smallest_training_set, config)
+    if problem:
+        print(f"dawemo train: error: {problem}", file=sys.stderr)
         return 2
     pairs, corpus_key = load_contrast_pairs(args.corpus, args.pairs_per_quality, args.seed, args.cache)
     rated = None
@@ -172,11 +172,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{report[key]['crossfitted_head']['mean_r']:.3f}", flush=True)
         _write_report(args.report, report)
     if not args.no_final and not args.joint_head and "cv" in report:
-        weight, bias = fit_emotion_head(np.array(report["cv"]["out_of_fold_midlevel"]), data.ratings,
-                                        *joint_head, ridge=args.head_ridge)
-        set_emotion_head(net, weight, bias)
-        training_meta.update(emotion_head=f"cross-fitted on {args.cv}-fold out-of-fold clip features, ridge "
-                                          f"{args.head_ridge} towards the joint layer")
+        training_meta["emotion_head"] = crossfit_net_head(
+            net, np.array(report["cv"]["out_of_fold_midlevel"]), data.ratings, args.cv, args.head_ridge)
         export_onnx(net, args.out, version=args.model_version, context_frames=config.context_frames,
                     extra_metadata={"training": training_meta})
         report["emotion_head"] = training_meta["emotion_head"]

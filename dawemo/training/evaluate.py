@@ -103,11 +103,12 @@ def cross_validate(spectrograms: list, ratings: np.ndarray, pairs, config, split
 
 
 def summarize_folds(ratings: np.ndarray, splits: list[np.ndarray], fold_predictions: dict) -> dict:
-    """Metrics of out-of-fold predictions ``{fold: (midlevel (n, 7), emotions (n, 8)[, head weight
-    (8, 7), head bias (8,)])}``, all folds present.
+    """Metrics of out-of-fold predictions ``{fold: (midlevel (n, 7), emotions (n, 8), joint emotion
+    layer weight (8, 7), bias (8,))}``, all folds present.
 
     Returns the metrics on the pooled predictions, the mean and spread of per-fold metrics, the
-    out-of-fold predictions themselves and, when given, each fold's jointly trained emotion layer.
+    out-of-fold predictions themselves and each fold's jointly trained emotion layer (the anchor
+    of the cross-fitted layer's score).
     """
     predicted = np.zeros_like(ratings, dtype=np.float64)
     midlevel = np.zeros((len(ratings), len(C.MIDLEVEL_NAMES)))
@@ -126,7 +127,6 @@ def summarize_folds(ratings: np.ndarray, splits: list[np.ndarray], fold_predicti
                                     for name in C.EMOTION_NAMES},
         "out_of_fold_emotions": predicted.round(4).tolist(),
         "out_of_fold_midlevel": midlevel.round(4).tolist(),
-        **({"fold_emotion_heads": [{"weight": np.round(fold_predictions[k][2], 6).tolist(),
-                                    "bias": np.round(fold_predictions[k][3], 6).tolist()} for k in range(len(splits))]}
-           if all(len(fold_predictions[k]) == 4 for k in range(len(splits))) else {}),
+        "fold_emotion_heads": [{"weight": np.round(fold_predictions[k][2], 6).tolist(),
+                                "bias": np.round(fold_predictions[k][3], 6).tolist()} for k in range(len(splits))],
     }

@@ -65,3 +65,12 @@ def set_emotion_head(net, weight: np.ndarray, bias: np.ndarray) -> None:
     with torch.no_grad():
         net.emotion_head.weight.copy_(torch.from_numpy(np.asarray(weight, np.float64)) / std[:, None])
         net.emotion_head.bias.copy_((torch.from_numpy(np.asarray(bias, np.float64)) - mean) / std)
+
+
+def crossfit_net_head(net, midlevel_oof: np.ndarray, ratings: np.ndarray, n_folds: int,
+                      ridge: float = DEFAULT_RIDGE) -> str:
+    """Replace ``net``'s jointly trained emotion layer by one refitted on ``n_folds``-fold out-of-fold
+    clip features, pulled towards the joint layer. Returns the description stored in the model."""
+    joint_weight, joint_bias = (a.double().numpy() for a in net.linear_emotion_map())
+    set_emotion_head(net, *fit_emotion_head(midlevel_oof, ratings, joint_weight, joint_bias, ridge))
+    return f"cross-fitted on {n_folds}-fold out-of-fold clip features, ridge {ridge} towards the joint layer"

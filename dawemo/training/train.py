@@ -83,6 +83,18 @@ class RatedMidlevel:
     ratings: np.ndarray  # (n, 7) in [0, 1], MIDLEVEL_NAMES order
 
 
+MIN_TRAINING_STEPS = 4  # the one-cycle schedule needs at least 2 warm-up and 2 annealing steps
+
+
+def too_few_steps(n_clips: int, config: TrainConfig) -> str | None:
+    """Why ``n_clips`` clips are too few steps for ``config``'s schedule, or None when they are enough."""
+    steps = config.epochs * int(np.ceil(n_clips / config.batch_size))
+    if steps >= MIN_TRAINING_STEPS:
+        return None
+    return (f"{config.epochs} epoch(s) of {n_clips} clips in batches of {config.batch_size} are {steps} training "
+            f"steps; the learning-rate schedule needs {MIN_TRAINING_STEPS}: use more epochs or a smaller batch")
+
+
 def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: ContrastPairs | None,
                 config: TrainConfig, log=print, rated_midlevel: RatedMidlevel | None = None,
                 device: str = "cpu") -> MidlevelEmotionNet:
@@ -111,9 +123,9 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = int(np.ceil(len(spectrograms) / config.batch_size))
     total_steps = config.epochs * steps_per_epoch
-    if total_steps < 4:
-        raise ValueError(f"{total_steps} training steps are too few for the learning-rate schedule; "
-                         "use more epochs or a smaller batch")
+    problem = too_few_steps(len(spectrograms), config)
+    if problem:
+        raise ValueError(problem)
     # Warm up over 10 % of the steps (at least 2: the schedule divides by the warm-up length).
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate, total_steps=total_steps,
                                                    pct_start=max(0.1, 2.0 / total_steps))
