@@ -122,6 +122,12 @@ def assemble(args) -> int:
 
     recipe, sweep_dir = args.assemble, args.out
     sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    # The final weights may come from a later --final-only call into the same folder.
+    finished = [n for n, r in sweep["results"].items() if "cv" in r and (sweep_dir / f"{n}.weights.npz").is_file()]
+    if recipe not in finished:
+        print(f"train_sweep: error: {recipe!r} has no complete CV and final weights in {sweep_dir}; "
+              f"complete: {', '.join(finished) or 'none'}", file=sys.stderr)
+        return 2
     cv = sweep["results"][recipe]["cv"]
     net, config = load_weights(sweep_dir / f"{recipe}.weights.npz")
     joint = [a.double().numpy() for a in net.linear_emotion_map()]
