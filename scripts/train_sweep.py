@@ -30,8 +30,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dawemo.training.config import HEAD_RIDGE  # noqa: E402  (after the path: runs without installing)
 
+# Every recipe is scored on the same folds, whatever its own seed.
+SPLIT_SEED = 0
+
 # name -> TrainConfig fields that differ from the defaults, most promising first.
 RECIPES = {
+    "w32-e150-avg0.3": {"width": 32, "epochs": 150, "average_last": 0.3},
+    "w32-e150-s1": {"width": 32, "epochs": 150, "seed": 1},  # the v3 recipe again: how much is the seed?
+    "w32-e150-rank0.25": {"width": 32, "epochs": 150, "ranking_weight": 0.25},
+    "w32-e150-avg0.3-s1": {"width": 32, "epochs": 150, "average_last": 0.3, "seed": 1},
     "w48-e150": {"width": 48, "epochs": 150},
     "w48-e150-rank0.25": {"width": 48, "epochs": 150, "ranking_weight": 0.25},
     "w32-e150": {"width": 32, "epochs": 150},
@@ -132,7 +139,7 @@ def assemble(args) -> int:
     net, config = load_weights(sweep_dir / f"{recipe}.weights.npz")
     joint = [a.double().numpy() for a in net.linear_emotion_map()]
     ratings = load_soundtracks(args.soundtracks, args.cache).ratings
-    splits = kfold_splits(len(ratings), cv["n_folds"], config.seed)
+    splits = kfold_splits(len(ratings), cv["n_folds"], sweep.get("split_seed", SPLIT_SEED))
     if "fold_emotion_heads" in cv:
         anchors, anchor_note = [(np.array(h["weight"]), np.array(h["bias"])) for h in cv["fold_emotion_heads"]], \
             "each fold's own joint layer"
@@ -171,6 +178,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=14)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated names, in priority order")
+    parser.add_argument("--grouped", default="",
+                        help="comma-separated recipes whose album-grouped CV runs first (e.g. the shipped one's)")
     parser.add_argument("--keep", type=int, default=2, help="best recipes whose final weights are copied to OUT")
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (smoke tests)")
     parser.add_argument("--final-only", action="store_true", help="only train each recipe's final model")
@@ -190,7 +199,9 @@ def main() -> int:
     from dawemo.training.evaluate import grouped_kfold_splits, kfold_splits, summarize_folds
     from dawemo.training.soundtracks import load_soundtracks
 
-    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    cv_names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    grouped_first = [n.strip() for n in args.grouped.split(",") if n.strip()]
+    names = cv_names + [n for n in grouped_first if n not in cv_names]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         parser.error(f"unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}")
@@ -199,8 +210,8 @@ def main() -> int:
             RECIPES[n]["epochs"] = args.epochs
     data = load_soundtracks(args.soundtracks, args.cache)
     load_contrast_pairs(Path(args.corpus), 150, 0, Path(args.cache))  # fails here, not in the workers
-    cv_splits = kfold_splits(len(data.ids), 10, 0)
-    grouped_splits = grouped_kfold_splits(data.albums, 5, 0)
+    cv_splits = kfold_splits(len(data.ids), 10, SPLIT_SEED)
+    grouped_splits = grouped_kfold_splits(data.albums, 5, SPLIT_SEED)
     args.out.mkdir(parents=True, exist_ok=True)
     models_dir = Path("/tmp/dawemo-sweep-models")
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -210,13 +221,15 @@ def main() -> int:
         return {"recipe": recipe, "config": RECIPES[recipe], "scheme": scheme, "fold": fold, "test": test,
                 "device": args.device, "models_dir": str(models_dir)}
 
-    queue = [job(n, scheme, k) for n in names for scheme, k in [("cv", k) for k in range(10)] + [("final", -1)]]
+    queue = [job(n, "grouped", k) for n in grouped_first for k in range(len(grouped_splits))]
+    queue += [job(n, scheme, k) for n in cv_names for scheme, k in [("cv", k) for k in range(10)] + [("final", -1)]]
     if args.final_only:
         queue = [item for item in queue if item["scheme"] == "final"]
     done: dict = {n: {"cv": {}, "grouped": {}, "final": None, "seconds": []} for n in names}
     import torch
 
-    report = {"recipes": {n: RECIPES[n] for n in names}, "device": args.device, "workers": args.workers,
+    report = {"recipes": {n: RECIPES[n] for n in names}, "split_seed": SPLIT_SEED, "grouped_first": grouped_first,
+              "device": args.device, "workers": args.workers,
               "torch": torch.__version__,
               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
               "results": {}, "log": []}
@@ -256,7 +269,7 @@ def main() -> int:
         ranked = [n for n in summarise() if done[n]["final"]]
         # Time for the album-grouped CV of the leader once its folds and final model are in and either
         # nothing else is left or the remaining time only just covers one more run.
-        if grouped_for is None and ranked:
+        if grouped_for is None and ranked and ranked[0] not in grouped_first:
             leader = ranked[0]
             run_s = np.mean(done[leader]["seconds"])
             if not queue or args.deadline_s - elapsed < 1.6 * run_s + 10:

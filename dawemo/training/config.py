@@ -24,6 +24,9 @@ class TrainConfig:
     band_shift: int = 2  # random transposition by up to +-1 semitone (24 bands per octave)
     context_frames: int = 313  # level reference: the 10 s ending with each segment
     seed: int = 0
+    # Fraction of training, at its end, over whose weights the returned model averages (0: the last
+    # weights). Averaging along the annealing phase gives a flatter, better-generalising solution.
+    average_last: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -126,7 +126,7 @@ def summarize_folds(ratings: np.ndarray, splits: list[np.ndarray], fold_predicti
         "per_fold_pearson_r_mean": {name: float(np.mean([m["pearson_r"][name] for m in per_fold]))
                                     for name in C.EMOTION_NAMES},
         "out_of_fold_emotions": predicted.round(4).tolist(),
-        "out_of_fold_midlevel": midlevel.round(4).tolist(),
+        "out_of_fold_midlevel": midlevel.round(6).tolist(),
         "fold_emotion_heads": [{"weight": np.round(fold_predictions[k][2], 6).tolist(),
                                 "bias": np.round(fold_predictions[k][3], 6).tolist()} for k in range(len(splits))],
     }

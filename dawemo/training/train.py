@@ -129,6 +129,8 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
     # Warm up over 10 % of the steps (at least 2: the schedule divides by the warm-up length).
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate, total_steps=total_steps,
                                                    pct_start=max(0.1, 2.0 / total_steps))
+    average = WeightAverage(net, start_step=int(round(total_steps * (1 - config.average_last)))) \
+        if config.average_last > 0 else None
     started = time.time()
     for epoch in range(config.epochs):
         net.train()
@@ -157,12 +159,51 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
             loss.backward()
             optimiser.step()
             schedule.step()
+            if average is not None:
+                average.update(net, epoch * steps_per_epoch + step)
             totals += torch.stack([emotion_loss.detach(), rank_loss.detach(), rank_acc.detach()])
         totals = totals.cpu().numpy() / steps_per_epoch
         if log and (epoch % 5 == 4 or epoch == config.epochs - 1):
             log(f"epoch {epoch + 1}/{config.epochs}  emotion mse {totals[0]:.3f}  ranking loss {totals[1]:.3f} "
                 f"(pairs ordered {totals[2]:.0%})  {time.time() - started:.0f} s")
+    if average is not None:
+        average.load_into(net)
+        # Averaged weights need their own batch statistics: one pass over the training clips.
+        with torch.no_grad():
+            norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the pass
+            net.train()
+            order = rng.permutation(len(spectrograms))
+            for step in range(steps_per_epoch):
+                batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+                net(to_device(np.stack([_random_window_input(spectrograms[i], config, rng) for i in batch])))
+            for m in norms:
+                m.momentum = 0.1
     return net.cpu().eval()
+
+
+class WeightAverage:
+    """Uniform average of a net's parameters and batch-norm statistics over the steps from ``start_step``."""
+
+    def __init__(self, net: torch.nn.Module, start_step: int) -> None:
+        self.start_step, self.count = start_step, 0
+        self.state = {k: v.detach().clone() for k, v in net.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module, step: int) -> None:
+        if step < self.start_step:
+            return
+        self.count += 1
+        current = net.state_dict()
+        for name, mean in self.state.items():
+            mean.lerp_(current[name].detach(), 1.0 / self.count)  # running mean: first step copies
+
+    @torch.no_grad()
+    def load_into(self, net: torch.nn.Module) -> None:
+        if self.count:
+            net.load_state_dict(self.state, strict=False)
 
 
 @torch.no_grad()
