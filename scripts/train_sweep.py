@@ -122,7 +122,7 @@ def assemble(args) -> int:
     CV's out-of-fold features (what ``dawemo train`` does after its CV), plus the evaluation report."""
     import torch
 
-    from dawemo.training.evaluate import kfold_splits
+    from dawemo.training.evaluate import grouped_kfold_splits, kfold_splits
     from dawemo.training.export import export_onnx
     from dawemo.training.head import crossfit_net_head, crossfitted_head_metrics
     from dawemo.training.soundtracks import load_soundtracks
@@ -149,6 +149,13 @@ def assemble(args) -> int:
     cv["crossfitted_head"] = crossfitted_head_metrics(np.array(cv["out_of_fold_midlevel"]), ratings, splits,
                                                       anchors, args.head_ridge)
     cv["crossfitted_head"]["anchor"] = anchor_note
+    grouped = sweep["results"][recipe].get("album_grouped_cv")
+    if grouped:
+        grouped_splits = grouped_kfold_splits(load_soundtracks(args.soundtracks, args.cache).albums,
+                                              grouped["n_folds"], sweep.get("split_seed", SPLIT_SEED))
+        grouped["crossfitted_head"] = crossfitted_head_metrics(
+            np.array(grouped["out_of_fold_midlevel"]), ratings, grouped_splits,
+            [(np.array(h["weight"]), np.array(h["bias"])) for h in grouped["fold_emotion_heads"]], args.head_ridge)
     head_note = crossfit_net_head(net, np.array(cv["out_of_fold_midlevel"]), ratings, cv["n_folds"], args.head_ridge)
     meta = {"training": {"config": config.as_dict(), "trained_with": args.trained_with, "emotion_head": head_note,
                          "recipe": recipe, "evaluation": "see models/evaluation.json and MODEL_CARD.md"}}
@@ -157,13 +164,28 @@ def assemble(args) -> int:
     report = {"config": config.as_dict(), "recipe": recipe, "trained_with": args.trained_with,
               "exported_with_torch": torch.__version__, "model_file": str(args.model_out), "emotion_head": head_note,
               "joint_emotion_head": {"weight": joint[0].round(6).tolist(), "bias": joint[1].round(6).tolist()},
-              "cv": cv, "sweep": {"ranking": sweep["ranking"], "recipes": sweep["recipes"],
-                                  "folds_done": {n: r["folds_done"] for n, r in sweep["results"].items()},
-                                  "log": sweep["log"]}}
+              "cv": cv, "sweep": _sweep_record(sweep),
+              "other_sweeps": {str(d): _sweep_record(json.loads((d / "sweep.json").read_text()))
+                               for d in args.other_sweeps}}
+    if grouped:
+        report["album_grouped_cv"] = grouped
     args.report_out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.model_out} and {args.report_out}: CV mean r {cv['pooled']['mean_r']:.3f} with the joint "
           f"layer, {cv['crossfitted_head']['mean_r']:.3f} with the cross-fitted one")
     return 0
+
+
+def _sweep_record(sweep: dict) -> dict:
+    """What the evaluation report keeps of a sweep: each recipe's scores, not its raw predictions."""
+    scores = {}
+    for name, result in sweep["results"].items():
+        scores[name] = {"folds_done": result["folds_done"]}
+        for key in ("cv", "album_grouped_cv"):
+            if key in result:
+                scores[name][key] = {"pooled_mean_r": result[key]["pooled"]["mean_r"],
+                                     "per_fold_mean_r": result[key]["per_fold_mean_r"]}
+    return {"ranking": sweep["ranking"], "recipes": sweep["recipes"], "gpu": sweep.get("gpu"),
+            "scores": scores, "log": sweep["log"]}
 
 
 def main() -> int:
@@ -189,6 +211,8 @@ def main() -> int:
     parser.add_argument("--report-out", type=Path, default=Path("models/evaluation.json"))
     parser.add_argument("--version", default="3")
     parser.add_argument("--head-ridge", type=float, default=HEAD_RIDGE)
+    parser.add_argument("--other-sweeps", type=Path, nargs="*", default=[],
+                        help="further sweep folders whose scores the report records (e.g. seed replicates)")
     parser.add_argument("--trained-with", default="", help="where the sweep ran (recorded in the model)")
     args = parser.parse_args()
     if args.assemble:
