@@ -49,7 +49,10 @@ def probe_results() -> dict:
 
 # Known failures of the shipped model (model card, "Limitations"). Strict, so a model that fixes
 # them turns these into failures until the marks are removed.
-KNOWN_WEAK: dict[str, str] = {}  # v3 orders every quality; v2 ordered 4/8 tonal-stability pairs
+KNOWN_WEAK: dict[str, str] = {
+    "melodiousness": "v4 orders 4/8 melodiousness probe pairs (v3: 6/8); MODEL_CARD.md, Limitations",
+    "tonal_stability": "v4 orders 5/8 tonal-stability probe pairs (v3: 7/8); MODEL_CARD.md, Limitations",
+}
 
 
 @pytest.mark.slow

@@ -123,3 +123,40 @@ def test_training_is_reproducible(trained):
     again = train_model(spectrograms, ratings, pairs, config, log=None)
     for a, b in zip(net.state_dict().values(), again.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def test_weight_average_is_the_mean_from_its_start_step():
+    from dawemo.training.train import WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(net, start_step=2)
+    seen = []
+    for step in range(5):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(torch.full_like(p, float(step)))
+        net[1].running_mean.fill_(10.0 * step)
+        average.update(net, step)
+        if step >= 2:
+            seen.append(step)
+    average.load_into(net)
+    assert torch.allclose(net[0].weight, torch.full_like(net[0].weight, float(np.mean(seen))))
+    assert torch.allclose(net[1].running_mean, torch.full((2,), 10.0 * np.mean(seen)))
+
+
+def test_averaged_training_refits_batch_statistics_and_differs_from_the_last_weights(trained):
+    net, _, _, spectrograms, config = trained
+    ratings = np.random.default_rng(0).uniform(1, 9, size=(12, 8)).astype(np.float32)
+    from dataclasses import replace
+
+    averaged = train_model(spectrograms, ratings, None, replace(config, average_last=0.5), log=None)
+    last = train_model(spectrograms, ratings, None, config, log=None)
+    norms = [m for m in averaged.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    steps_per_epoch = int(np.ceil(len(spectrograms) / config.batch_size))
+    # Statistics were reset and re-estimated over exactly one pass of the training clips.
+    assert all(int(m.num_batches_tracked) == steps_per_epoch for m in norms)
+    assert all(m.momentum == 0.1 for m in norms)
+    differs = [not torch.equal(a, b) for a, b in zip(averaged.parameters(), last.parameters())]
+    assert any(differs)
+    midlevel, emotions = predict_clips(averaged, spectrograms[:3], config.context_frames)
+    assert np.isfinite(emotions).all() and ((midlevel > 0) & (midlevel < 1)).all()
