@@ -8,10 +8,14 @@ that recipe (same data caches, splits, seeds and code), many at once: one proces
 sharing the GPU. Recipes are tried in the order listed; each gets its 10 CV folds and its final
 model (all 300 excerpts). When time runs short, the best recipe with all folds done also gets the
 album-grouped CV. Whatever finished by the deadline is written to OUT/sweep.json, with the best
-recipes' final weights (``*.weights.npz``, loadable by ``weights_to_onnx``) and ONNX files.
+recipes' final weights (``*.weights.npz``, loadable by ``weights_to_onnx``) and ONNX files. Each
+final network is also run on the mid-level probes of ``tests/probe_audio.py``, and each recipe's
+out-of-fold features are correlated with the signal estimates of ``bench/feature_validity.py``, so
+a recipe can be chosen for what its features mean as well as for its accuracy.
 
 The machine needs PyTorch and numpy only: the spectrogram caches (``cache/*.u8.npz``), the corpus
-manifest and the Soundtracks ratings travel; the audio does not.
+manifest and the Soundtracks ratings travel; the audio does not. Start the CUDA MPS daemon first
+(``nvidia-cuda-mps-control -d``) if it is there: 15 processes then share an H100 about 1.7x faster.
 """
 
 from __future__ import annotations
@@ -35,7 +39,21 @@ SPLIT_SEED = 0
 
 # name -> TrainConfig fields that differ from the defaults, most promising first.
 RECIPES = {
-    "w32-e150-avg0.3": {"width": 32, "epochs": 150, "average_last": 0.3},
+    # Next: v4's recipe with weak real-music supervision from signal estimates (v4's features track
+    # some qualities on real music and invert others), with batch-norm statistics from soundtrack
+    # and contrast-pair batches (v4's probes improve with them), over seeds.
+    "w32-e150-avg0.3-est0.5": {"width": 32, "epochs": 150, "average_last": 0.3, "estimate_weight": 0.5},
+    "w32-e150-avg0.3-est0.5-s1": {"width": 32, "epochs": 150, "average_last": 0.3, "estimate_weight": 0.5,
+                                  "seed": 1},
+    "w32-e150-avg0.3-est0.5-normpairs": {"width": 32, "epochs": 150, "average_last": 0.3, "estimate_weight": 0.5,
+                                         "norm_with_pairs": 1},
+    "w32-e150-avg0.3-normpairs": {"width": 32, "epochs": 150, "average_last": 0.3, "norm_with_pairs": 1},
+    "w32-e150-avg0.3-normpairs-s1": {"width": 32, "epochs": 150, "average_last": 0.3, "norm_with_pairs": 1,
+                                     "seed": 1},
+    "w32-e150-avg0.3-rank1": {"width": 32, "epochs": 150, "average_last": 0.3, "ranking_weight": 1.0},
+    "w32-e150-avg0.3-normpairs-s2": {"width": 32, "epochs": 150, "average_last": 0.3, "norm_with_pairs": 1,
+                                     "seed": 2},
+    "w32-e150-avg0.3": {"width": 32, "epochs": 150, "average_last": 0.3},  # model v4
     "w32-e150-s1": {"width": 32, "epochs": 150, "seed": 1},  # the v3 recipe again: how much is the seed?
     "w32-e150-rank0.25": {"width": 32, "epochs": 150, "ranking_weight": 0.25},
     "w32-e150-avg0.3-s1": {"width": 32, "epochs": 150, "average_last": 0.3, "seed": 1},
@@ -84,12 +102,37 @@ def _run(job: dict) -> dict:
         weight, bias = net.linear_emotion_map()
         result.update(midlevel=midlevel.tolist(), emotions=emotions.tolist(), head_weight=weight.tolist(),
                       head_bias=bias.tolist())
-    else:  # the final model: keep its weights
+    else:  # the final model: keep its weights, and see how it does on the independent probes
         path = Path(job["models_dir"]) / f"{job['recipe']}.weights.npz"
         np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()},
                  __config__=np.array(json.dumps(config.as_dict())))
         result["weights"] = str(path)
+        try:
+            result["probes"] = probe_scores(net, config.context_frames)
+        except Exception as error:  # the weights matter more than the probe table
+            result["probes"] = {"error": repr(error)}
     return result
+
+
+def probe_scores(net, context_frames: int) -> dict:
+    """The mid-level probes of ``tests/test_midlevel_probes.py`` on a trained network, in PyTorch (the GPU
+    machine needs no ONNX Runtime): quality -> pairs ordered right and mean difference (more - less)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import probe_audio
+
+    from dawemo import constants as C
+    from dawemo.frontend import spectrogram
+    from dawemo.training.train import predict_clips
+
+    scores = {}
+    for column, quality in enumerate(C.MIDLEVEL_NAMES):
+        pairs = probe_audio.probe_pairs(quality)
+        more, _ = predict_clips(net, [spectrogram(pair.more) for pair in pairs], context_frames)
+        less, _ = predict_clips(net, [spectrogram(pair.less) for pair in pairs], context_frames)
+        differences = more[:, column] - less[:, column]
+        scores[quality] = {"correct": int((differences > 0).sum()), "pairs": len(pairs),
+                           "mean_difference": round(float(differences.mean()), 4)}
+    return scores
 
 
 def load_weights(weights: Path):
@@ -169,6 +212,10 @@ def assemble(args) -> int:
                                for d in args.other_sweeps}}
     if grouped:
         report["album_grouped_cv"] = grouped
+    if sweep["results"][recipe].get("real_music_validity"):
+        report["real_music_validity"] = sweep["results"][recipe]["real_music_validity"]
+    if sweep["results"][recipe].get("final_probes"):
+        report["final_network_probes"] = sweep["results"][recipe]["final_probes"]
     args.report_out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.model_out} and {args.report_out}: CV mean r {cv['pooled']['mean_r']:.3f} with the joint "
           f"layer, {cv['crossfitted_head']['mean_r']:.3f} with the cross-fitted one")
@@ -179,7 +226,8 @@ def _sweep_record(sweep: dict) -> dict:
     """What the evaluation report keeps of a sweep: each recipe's scores, not its raw predictions."""
     scores = {}
     for name, result in sweep["results"].items():
-        scores[name] = {"folds_done": result["folds_done"]}
+        scores[name] = {"folds_done": result["folds_done"], "final_probes": result.get("final_probes"),
+                        "real_music_validity": result.get("real_music_validity")}
         for key in ("cv", "album_grouped_cv"):
             if key in result:
                 scores[name][key] = {"pooled_mean_r": result[key]["pooled"]["mean_r"],
@@ -234,6 +282,17 @@ def main() -> int:
             RECIPES[n]["epochs"] = args.epochs
     data = load_soundtracks(args.soundtracks, args.cache)
     load_contrast_pairs(Path(args.corpus), 150, 0, Path(args.cache))  # fails here, not in the workers
+    from dawemo import constants as C
+    from dawemo.training.signal_estimates import estimate_matrix
+
+    estimates = estimate_matrix(data.spectrograms)
+
+    def validity(midlevel: np.ndarray) -> dict:
+        """Pearson r of each out-of-fold feature with its signal estimate over the excerpts
+        (bench/feature_validity.py; for recipes trained on the estimates, not independent)."""
+        return {q: round(float(np.corrcoef(midlevel[:, k], estimates[:, k])[0, 1]), 3)
+                for k, q in enumerate(C.MIDLEVEL_NAMES) if not np.isnan(estimates[:, k]).all()}
+
     cv_splits = kfold_splits(len(data.ids), 10, SPLIT_SEED)
     grouped_splits = grouped_kfold_splits(data.albums, 5, SPLIT_SEED)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -266,11 +325,12 @@ def main() -> int:
 
     def summarise():
         for n in names:
-            entry = {"recipe": RECIPES[n], "folds_done": len(done[n]["cv"]),
+            entry = {"recipe": RECIPES[n], "folds_done": len(done[n]["cv"]), "final_probes": done[n].get("probes"),
                      "mean_run_s": float(np.mean(done[n]["seconds"])) if done[n]["seconds"] else None,
                      "final_weights": done[n]["final"]}
             if len(done[n]["cv"]) == 10:
                 entry["cv"] = summarize_folds(data.ratings, cv_splits, done[n]["cv"])
+                entry["real_music_validity"] = validity(np.array(entry["cv"]["out_of_fold_midlevel"]))
             if len(done[n]["grouped"]) == len(grouped_splits):
                 entry["album_grouped_cv"] = summarize_folds(data.ratings, grouped_splits, done[n]["grouped"])
             report["results"][n] = entry
@@ -324,6 +384,10 @@ def main() -> int:
             slot["seconds"].append(result["seconds"])
             if item["scheme"] == "final":
                 slot["final"] = result["weights"]
+                slot["probes"] = result.get("probes")
+                if slot["probes"] and "error" not in slot["probes"]:
+                    say(f"{item['recipe']} final probes: " + ", ".join(
+                        f"{q[:8]} {r['correct']}/{r['pairs']}" for q, r in slot["probes"].items()))
             else:
                 slot["cv" if item["scheme"] == "cv" else "grouped"][item["fold"]] = tuple(
                     np.array(result[key]) for key in ("midlevel", "emotions", "head_weight", "head_bias"))

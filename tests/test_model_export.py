@@ -158,5 +158,26 @@ def test_averaged_training_refits_batch_statistics_and_differs_from_the_last_wei
     assert all(m.momentum == 0.1 for m in norms)
     differs = [not torch.equal(a, b) for a, b in zip(averaged.parameters(), last.parameters())]
     assert any(differs)
+    # Statistics from soundtrack and contrast-pair batches in turn: same weights, other statistics.
+    pairs = ContrastPairs(np.arange(7) % 7, [spectrograms[i] for i in range(7)], [spectrograms[i + 1] for i in range(7)])
+    soundtracks_only = train_model(spectrograms, ratings, pairs, replace(config, average_last=0.5), log=None)
+    mixed = train_model(spectrograms, ratings, pairs, replace(config, average_last=0.5, norm_with_pairs=1), log=None)
+    for a, b in zip(soundtracks_only.parameters(), mixed.parameters()):
+        torch.testing.assert_close(a, b)
+    mixed_norms = [m for m in mixed.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(int(m.num_batches_tracked) == 2 * steps_per_epoch for m in mixed_norms)
+    first_norm = next(m for m in soundtracks_only.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not torch.equal(first_norm.running_var, mixed_norms[0].running_var)
     midlevel, emotions = predict_clips(averaged, spectrograms[:3], config.context_frames)
     assert np.isfinite(emotions).all() and ((midlevel > 0) & (midlevel < 1)).all()
+
+
+def test_signal_estimate_ranking_changes_training(trained):
+    net, _, _, spectrograms, config = trained
+    ratings = np.random.default_rng(0).uniform(1, 9, size=(12, 8)).astype(np.float32)
+    from dataclasses import replace
+
+    plain = train_model(spectrograms, ratings, None, config, log=None)
+    weak = train_model(spectrograms, ratings, None, replace(config, estimate_weight=1.0), log=None)
+    assert any(not torch.equal(a, b) for a, b in zip(plain.parameters(), weak.parameters()))
+    assert all(torch.isfinite(p).all() for p in weak.parameters())

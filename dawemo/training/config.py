@@ -29,6 +29,14 @@ class TrainConfig:
     # Fraction of training, at its end, over whose weights the returned model averages (0: the last
     # weights). Averaging along the annealing phase gives a flatter, better-generalising solution.
     average_last: float = 0.0
+    # With averaging: 1 re-estimates batch-norm statistics on soundtrack and contrast-pair batches in
+    # turn, as training's running statistics mix them; 0 on soundtrack batches only (model v4).
+    norm_with_pairs: int = 0
+    # Weak real-music supervision: a ranking loss that orders each batch's soundtrack windows by
+    # signal estimates of the qualities (dawemo.training.signal_estimates), for pairs whose
+    # standardised estimates differ by more than estimate_margin. 0: off (model v4).
+    estimate_weight: float = 0.0
+    estimate_margin: float = 0.5
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -75,6 +75,32 @@ def ranking_loss(net: MidlevelEmotionNet, more: torch.Tensor, less: torch.Tensor
     return F.softplus(-margin).mean(), (margin > 0).float().mean(), logits
 
 
+def _standardised_estimates(spectrograms: list[np.ndarray]) -> torch.Tensor:
+    """(n_clips, 7) signal estimates of the qualities, standardised over these clips (NaN: none)."""
+    from dawemo.training.signal_estimates import estimate_matrix
+
+    values = estimate_matrix(spectrograms)
+    known = ~np.isnan(values).all(axis=0)
+    columns = values[:, known]
+    values[:, known] = (columns - np.nanmean(columns, axis=0)) / (np.nanstd(columns, axis=0) + 1e-9)
+    return torch.from_numpy(values.astype(np.float32))
+
+
+def estimate_ranking_loss(window_logits: torch.Tensor, estimates: torch.Tensor, margin: float) -> torch.Tensor:
+    """Logistic pairwise loss between windows of a batch: for every quality with an estimate, the window
+    whose clip has clearly more of it (estimates apart by more than ``margin``) must have the higher logit.
+
+    Args:
+        window_logits: (B, 7) mid-level logits of B windows (mean over each window's segments).
+        estimates: (B, 7) standardised estimates of the windows' clips, NaN where a quality has none.
+    """
+    logit_gap = window_logits[:, None, :] - window_logits[None, :, :]
+    estimate_gap = estimates[:, None, :] - estimates[None, :, :]
+    counted = estimate_gap.abs() > margin  # False for NaN
+    losses = F.softplus(-torch.sign(estimate_gap.nan_to_num()) * logit_gap)
+    return (losses * counted).sum() / counted.sum().clamp(min=1)
+
+
 @dataclass
 class RatedMidlevel:
     """Clips with human mid-level ratings (the Mid-level Perceptual Features dataset), when available."""
@@ -129,6 +155,7 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
     # Warm up over 10 % of the steps (at least 2: the schedule divides by the warm-up length).
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate, total_steps=total_steps,
                                                    pct_start=max(0.1, 2.0 / total_steps))
+    estimates = _standardised_estimates(spectrograms).to(device) if config.estimate_weight > 0 else None
     average = WeightAverage(net, start_step=int(round(total_steps * (1 - config.average_last)))) \
         if config.average_last > 0 else None
     started = time.time()
@@ -144,6 +171,9 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
             # Keep logits where the sigmoid is sensitive, so features are graded rather than pinned
             # at 0 or 1 (ranking alone only constrains differences, not the scale).
             loss = loss + config.logit_penalty * logits.pow(2).mean()
+            if estimates is not None:
+                loss = loss + config.estimate_weight * estimate_ranking_loss(
+                    logits.mean(dim=1), estimates[torch.from_numpy(batch).to(device)], config.estimate_margin)
             rank_loss = rank_acc = torch.zeros((), device=device)
             if pairs is not None and config.ranking_weight > 0:
                 more, less, quality = _pair_batch(pairs, config, rng)
@@ -168,7 +198,9 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
                 f"(pairs ordered {totals[2]:.0%})  {time.time() - started:.0f} s")
     if average is not None:
         average.load_into(net)
-        # Averaged weights need their own batch statistics: one pass over the training clips.
+        # Averaged weights need their own batch statistics: one pass over the training clips (and as
+        # many contrast-pair batches, if asked: the domain the statistics come from changes what
+        # the features do on synthetic audio).
         with torch.no_grad():
             norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
             for m in norms:
@@ -179,6 +211,9 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
             for step in range(steps_per_epoch):
                 batch = order[step * config.batch_size : (step + 1) * config.batch_size]
                 net(to_device(np.stack([_random_window_input(spectrograms[i], config, rng) for i in batch])))
+                if pairs is not None and config.norm_with_pairs:
+                    more, less, _ = _pair_batch(pairs, config, rng)
+                    net.segment_logits(torch.cat([more, less]).to(device))
             for m in norms:
                 m.momentum = 0.1
     return net.cpu().eval()
