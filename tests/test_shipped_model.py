@@ -28,3 +28,29 @@ def test_graph_emotions_are_exactly_the_explained_linear_map():
     _, midlevel, emotions = model.session.run(None, {"segments": segments})
     np.testing.assert_allclose(emotions, model.emotions_from_midlevel(midlevel), atol=1e-4)
     np.testing.assert_allclose(model.contributions(midlevel).sum(axis=1) + model.emotion_bias, emotions, atol=1e-4)
+
+
+def test_evaluation_report_describes_the_shipped_layer():
+    """models/evaluation.json belongs to the shipped file: its emotion layer is the refit of the
+    report's out-of-fold features towards the report's joint layer, at the recorded pull."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from dawemo.training.head import fit_emotion_head
+    from dawemo.training.soundtracks import DEFAULT_ROOT, find_root
+
+    if not (DEFAULT_ROOT / "ratings.csv").exists():
+        pytest.skip(f"Soundtracks ratings not found at {DEFAULT_ROOT} (copyrighted data, not in the repo)")
+
+    report = json.loads((Path(__file__).resolve().parents[1] / "models" / "evaluation.json").read_text())
+    with open(find_root() / "ratings.csv", newline="") as f:
+        ratings = np.array([[float(row[name]) for name in C.EMOTION_NAMES] for row in csv.DictReader(f)])
+    joint = report["joint_emotion_head"]
+    weight, bias = fit_emotion_head(np.array(report["cv"]["out_of_fold_midlevel"]), ratings,
+                                    np.array(joint["weight"]), np.array(joint["bias"]),
+                                    report["cv"]["crossfitted_head"]["ridge"])
+    model = EmotionModel(use_gpu=False)
+    assert model.metadata["training"]["config"] == report["config"]
+    np.testing.assert_allclose(model.emotion_weights, weight, atol=1e-4)
+    np.testing.assert_allclose(model.emotion_bias, bias, atol=1e-4)
