@@ -14,8 +14,9 @@ out-of-fold features are correlated with the signal estimates of ``bench/feature
 a recipe can be chosen for what its features mean as well as for its accuracy.
 
 The machine needs PyTorch and numpy only: the spectrogram caches (``cache/*.u8.npz``), the corpus
-manifest and the Soundtracks ratings travel; the audio does not. Start the CUDA MPS daemon first
-(``nvidia-cuda-mps-control -d``) if it is there: 15 processes then share an H100 about 1.7x faster.
+manifest and the Soundtracks ratings travel; the audio does not. ``scripts/gpu_sweep.sh`` runs the
+sweep under the CUDA MPS daemon when the machine has it: 15 processes then share an H100 about 1.7x
+faster than time-sliced.
 """
 
 from __future__ import annotations
