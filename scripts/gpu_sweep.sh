@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run scripts/train_sweep.py on a lent GPU machine, many runs sharing the GPU through CUDA MPS.
+# PYTHON names the interpreter with PyTorch (default python3).
 #
 #   bash scripts/gpu_sweep.sh OUT DEADLINE_S RECIPES [more train_sweep.py options]
 #
@@ -10,11 +11,12 @@ set -uo pipefail
 out=${1:?output folder}; deadline_s=${2:?deadline in seconds}; recipes=${3:?comma-separated recipes}
 shift 3
 export PYTHONUNBUFFERED=1 PYTHONPATH=.
+python=${PYTHON:-python3}  # the interpreter with PyTorch
 mps_dir=/tmp/dawemo-mps
 mkdir -p "$mps_dir" "$out"
 export CUDA_MPS_PIPE_DIRECTORY=$mps_dir CUDA_MPS_LOG_DIRECTORY=$mps_dir
 if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d \
-        && timeout 40 python3 -c "import torch; torch.zeros(1).cuda()"; then
+        && timeout 40 "$python" -c "import torch; torch.zeros(1).cuda()"; then
     workers=15
     echo "CUDA MPS on: $workers workers"
 else
@@ -23,7 +25,7 @@ else
     workers=14
     echo "CUDA MPS not available: $workers workers time-slice the GPU"
 fi
-timeout $((deadline_s + 45)) python3 scripts/train_sweep.py --soundtracks .gpu/soundtracks --out "$out" \
+timeout $((deadline_s + 45)) "$python" scripts/train_sweep.py --soundtracks .gpu/soundtracks --out "$out" \
     --deadline-s "$deadline_s" --workers "$workers" --recipes "$recipes" "$@" 2>&1 | tee "$out/sweep.log"
 status=${PIPESTATUS[0]}
 echo quit | nvidia-cuda-mps-control 2>/dev/null
