@@ -6,7 +6,7 @@
 #
 # The machine needs PyTorch and numpy only. Copy there (ignored paths): cache/*.u8.npz,
 # cache/midlevel_corpus/manifest.csv, and a folder .gpu/soundtracks with ratings.csv and
-# tracklist.csv (the audio stays here). Without MPS the runs still share the GPU, about 1.7x slower.
+# tracklist.csv (the audio stays here). Without MPS the runs still share the GPU, time-sliced and slower.
 set -uo pipefail
 out=${1:?output folder}; deadline_s=${2:?deadline in seconds}; recipes=${3:?comma-separated recipes}
 shift 3
