@@ -198,25 +198,31 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
                 f"(pairs ordered {totals[2]:.0%})  {time.time() - started:.0f} s")
     if average is not None:
         average.load_into(net)
-        # Averaged weights need their own batch statistics: one pass over the training clips (and as
-        # many contrast-pair batches, if asked: the domain the statistics come from changes what
-        # the features do on synthetic audio).
-        with torch.no_grad():
-            norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-            for m in norms:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the pass
-            net.train()
-            order = rng.permutation(len(spectrograms))
-            for step in range(steps_per_epoch):
-                batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-                net(to_device(np.stack([_random_window_input(spectrograms[i], config, rng) for i in batch])))
-                if pairs is not None and config.norm_with_pairs:
-                    more, less, _ = _pair_batch(pairs, config, rng)
-                    net.segment_logits(torch.cat([more, less]).to(device))
-            for m in norms:
-                m.momentum = 0.1
+        _reestimate_batch_norm(net, spectrograms, pairs if config.norm_with_pairs else None, config, rng, device)
     return net.cpu().eval()
+
+
+@torch.no_grad()
+def _reestimate_batch_norm(net: MidlevelEmotionNet, spectrograms: list[np.ndarray], pairs: ContrastPairs | None,
+                           config: TrainConfig, rng: np.random.Generator, device: str) -> None:
+    """Averaged weights need their own batch statistics: one pass over the training clips' random
+    windows, and as many contrast-pair batches when ``pairs`` are given (the domain the statistics
+    come from changes what the features do on synthetic audio)."""
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the pass
+    net.train()
+    order = rng.permutation(len(spectrograms))
+    for start in range(0, len(spectrograms), config.batch_size):
+        batch = order[start : start + config.batch_size]
+        windows = np.stack([_random_window_input(spectrograms[i], config, rng) for i in batch])
+        net(torch.from_numpy(windows).to(device))
+        if pairs is not None:
+            more, less, _ = _pair_batch(pairs, config, rng)
+            net.segment_logits(torch.cat([more, less]).to(device))
+    for m in norms:
+        m.momentum = 0.1
 
 
 class WeightAverage:
