@@ -72,11 +72,7 @@ class FrameRing:
         frames = available if max_frames is None else min(available, max_frames)
         out = np.empty((self.channels, frames), dtype=np.float32)
         if frames:
-            start = self._read % self.capacity_frames
-            first = min(frames, self.capacity_frames - start)
-            out[:, :first] = self._samples[:, start:start + first]
-            out[:, first:] = self._samples[:, :frames - first]
-            self._read += frames  # release the space only after the copy
+            self.read_into(out)  # the rows of ``out`` are the per-channel outputs
         return out
 
     def read_into(self, outputs: Sequence[np.ndarray]) -> int:
