@@ -72,8 +72,6 @@ ESTIMATES_OF = {
 }
 
 
-
-
 def estimate_matrix(spectrograms: list[np.ndarray]) -> np.ndarray:
     """(n_clips, 7) each quality's first estimate per clip, in MIDLEVEL_NAMES order (NaN: none)."""
     centres_hz = band_centres_hz()
