@@ -99,3 +99,19 @@ def test_train_command_builds_a_cross_fitted_model_with_its_report(tmp_path):
 
     # The decoded audio is cached: a second run reads the pack instead of the mp3s.
     assert (tmp_path / "cache" / "soundtracks_spectrograms.u8.npz").is_file()
+
+
+def test_a_cache_written_for_other_excerpts_is_a_one_line_error(tmp_path):
+    from dawemo.training.soundtracks import CACHE_FILENAME
+    from dawemo.training.spectrogram_pack import save_pack
+
+    write_soundtracks_folder(tmp_path / "soundtracks")
+    save_pack(tmp_path / "cache" / CACHE_FILENAME, {"999": np.ones((100, C.N_BANDS), np.float32)})
+    result = subprocess.run(
+        [sys.executable, "-m", "dawemo.cli", "train", "--soundtracks", str(tmp_path / "soundtracks"),
+         "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "m.onnx"), "--report", str(tmp_path / "e.json")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "lacks 12 spectrograms" in result.stderr and "delete it to rebuild" in result.stderr
+    assert not (tmp_path / "m.onnx").exists()

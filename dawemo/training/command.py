@@ -115,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         print(f"dawemo: error: {error}", file=sys.stderr)
         return 2
+    except KeyError as error:  # a cache written for other excerpts
+        print(f"dawemo train: error: {error.args[0]}", file=sys.stderr)
+        return 2
     smallest_training_set = int(len(data.ids) * (1 - 1 / max(2, args.cv or 2, args.grouped_cv or 2)))
     problem = too_few_steps(smallest_training_set, config)
     if problem:
