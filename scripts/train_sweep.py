@@ -121,7 +121,9 @@ def _run(job: dict) -> dict:
 def probe_scores(net, context_frames: int) -> dict:
     """The mid-level probes of ``tests/test_midlevel_probes.py`` on a trained network, in PyTorch (the GPU
     machine needs no ONNX Runtime): quality -> pairs ordered right and mean difference (more - less)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    tests_dir = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
     import probe_audio
 
     from dawemo import constants as C
