@@ -274,9 +274,11 @@ def assemble(args) -> int:
     CV's out-of-fold features (what ``dawemo train`` does after its CV), plus the evaluation report."""
     import torch
 
+    from dataclasses import replace
+
     from dawemo.training.evaluate import grouped_kfold_splits, kfold_splits
     from dawemo.training.export import export_onnx
-    from dawemo.training.head import crossfit_net_head, crossfitted_head_metrics
+    from dawemo.training.head import crossfit_net_head, crossfitted_head_metrics, with_branch_features, without_columns
     from dawemo.training.soundtracks import load_soundtracks
 
     recipe, sweep_dir = args.assemble, args.out
@@ -290,7 +292,27 @@ def assemble(args) -> int:
     cv = sweep["results"][recipe]["cv"]
     net, config = load_weights(sweep_dir / f"{recipe}.weights.npz")
     joint = [a.double().numpy() for a in net.linear_emotion_map()]
-    ratings = load_soundtracks(args.soundtracks, args.cache).ratings
+    soundtracks = load_soundtracks(args.soundtracks, args.cache)
+    ratings = soundtracks.ratings
+    grouped = sweep["results"][recipe].get("album_grouped_cv")
+    branch_columns = []
+    if args.branch_qualities:
+        # The pair branch needs no GPU (minutes on one CPU thread) and no fold networks: it never hears
+        # the excerpts, so its features replace the out-of-fold ones in its columns for every excerpt.
+        from dawemo.training.command import load_contrast_pairs
+        from dawemo.training.net import BranchedNet
+        from dawemo.training.train import predict_clips, train_pair_branch
+
+        config = replace(config, branch_qualities=args.branch_qualities)
+        branch_columns = config.branch_columns()
+        pairs, _ = load_contrast_pairs(Path(args.corpus), 150, 0, Path(args.cache))
+        branch = train_pair_branch(pairs, config)
+        branch_features, _ = predict_clips(branch, soundtracks.spectrograms, config.context_frames)
+        for scheme in [cv] + ([grouped] if grouped else []):
+            scheme["joint_out_of_fold_midlevel"] = scheme["out_of_fold_midlevel"]
+            scheme["out_of_fold_midlevel"] = with_branch_features(
+                np.array(scheme["out_of_fold_midlevel"]), branch_features, branch_columns).round(6).tolist()
+        net = BranchedNet(net, branch, branch_columns)
     splits = kfold_splits(len(ratings), cv["n_folds"], sweep.get("split_seed", SPLIT_SEED))
     if "fold_emotion_heads" in cv:
         anchors, anchor_note = [(np.array(h["weight"]), np.array(h["bias"])) for h in cv["fold_emotion_heads"]], \
@@ -299,16 +321,17 @@ def assemble(args) -> int:
         anchors, anchor_note = [tuple(joint)] * len(splits), "the final network's joint layer (trained on all " \
             "excerpts, so the estimate is slightly optimistic)"
     cv["crossfitted_head"] = crossfitted_head_metrics(np.array(cv["out_of_fold_midlevel"]), ratings, splits,
-                                                      anchors, args.head_ridge)
+                                                      without_columns(anchors, branch_columns), args.head_ridge)
     cv["crossfitted_head"]["anchor"] = anchor_note
-    grouped = sweep["results"][recipe].get("album_grouped_cv")
     if grouped:
-        grouped_splits = grouped_kfold_splits(load_soundtracks(args.soundtracks, args.cache).albums,
-                                              grouped["n_folds"], sweep.get("split_seed", SPLIT_SEED))
+        grouped_splits = grouped_kfold_splits(soundtracks.albums, grouped["n_folds"],
+                                              sweep.get("split_seed", SPLIT_SEED))
         grouped["crossfitted_head"] = crossfitted_head_metrics(
             np.array(grouped["out_of_fold_midlevel"]), ratings, grouped_splits,
-            [(np.array(h["weight"]), np.array(h["bias"])) for h in grouped["fold_emotion_heads"]], args.head_ridge)
-    head_note = crossfit_net_head(net, np.array(cv["out_of_fold_midlevel"]), ratings, cv["n_folds"], args.head_ridge)
+            without_columns([(np.array(h["weight"]), np.array(h["bias"])) for h in grouped["fold_emotion_heads"]],
+                            branch_columns), args.head_ridge)
+    head_note = crossfit_net_head(net, np.array(cv["out_of_fold_midlevel"]), ratings, cv["n_folds"], args.head_ridge,
+                                  branch_columns)
     meta = {"training": {"config": config.as_dict(), "trained_with": args.trained_with, "emotion_head": head_note,
                          "recipe": recipe, "evaluation": "see models/evaluation.json and MODEL_CARD.md"}}
     export_onnx(net, args.model_out, version=args.version, context_frames=config.context_frames,
@@ -321,6 +344,8 @@ def assemble(args) -> int:
                                for d in args.other_sweeps}}
     if grouped:
         report["album_grouped_cv"] = grouped
+    if branch_columns:
+        report["branch"] = {"qualities": config.branch_qualities, "columns": branch_columns}
     if sweep["results"][recipe].get("real_music_validity"):
         report["real_music_validity"] = sweep["results"][recipe]["real_music_validity"]
     if sweep["results"][recipe].get("final_probes"):
@@ -369,6 +394,8 @@ def main() -> int:
     parser.add_argument("--report-out", type=Path, default=Path("models/evaluation.json"))
     parser.add_argument("--version", default="3")
     parser.add_argument("--head-ridge", type=float, default=HEAD_RIDGE)
+    parser.add_argument("--branch-qualities", default="",
+                        help="with --assemble: train a pair branch for these qualities (TrainConfig.branch_qualities)")
     parser.add_argument("--other-sweeps", type=Path, nargs="*", default=[],
                         help="further sweep folders whose scores the report records (e.g. seed replicates)")
     parser.add_argument("--trained-with", default="", help="where the sweep ran (recorded in the model)")

@@ -181,3 +181,45 @@ def test_signal_estimate_ranking_changes_training(trained):
     weak = train_model(spectrograms, ratings, None, replace(config, estimate_weight=1.0), log=None)
     assert any(not torch.equal(a, b) for a, b in zip(plain.parameters(), weak.parameters()))
     assert all(torch.isfinite(p).all() for p in weak.parameters())
+
+
+def test_pair_branch_is_seeded_and_learns_to_order_its_pairs(trained):
+    from dataclasses import replace
+
+    from dawemo.training.train import train_pair_branch
+
+    _, _, _, spectrograms, config = trained
+    # Pair i: a clip against a quieter, duller copy of itself, for quality i % 7.
+    dull = [spec * np.linspace(1.0, 0.05, spec.shape[1])[None, :] for spec in spectrograms[:7]]
+    pairs = ContrastPairs(np.arange(7), spectrograms[:7], dull)
+    branch_config = replace(config, branch_width=4, branch_steps=40, branch_pairs_per_batch=7)
+    first = train_pair_branch(pairs, branch_config, log=None)
+    again = train_pair_branch(pairs, branch_config, log=None)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    more, _ = predict_clips(first, pairs.more, config.context_frames)
+    less, _ = predict_clips(first, pairs.less, config.context_frames)
+    ordered = more[np.arange(7), np.arange(7)] > less[np.arange(7), np.arange(7)]
+    assert ordered.sum() >= 6, (more - less).diagonal()
+
+
+def test_branched_net_exports_with_the_branch_logits_in_its_columns(trained, tmp_path):
+    from dawemo.frontend import network_input, segment_starts
+    from dawemo.training.net import BranchedNet, MidlevelEmotionNet
+
+    net, _, _, spectrograms, config = trained
+    torch.manual_seed(5)
+    branch = MidlevelEmotionNet(4, 0.2).eval()
+    branched = BranchedNet(net, branch, [0, 5])
+    path = export_onnx(branched, tmp_path / "branched.onnx", version="test", context_frames=config.context_frames)
+    segments = network_input(spectrograms[0], segment_starts(len(spectrograms[0])), context_frames=200)
+    model = EmotionModel(path, use_gpu=False)
+    onnx_logits, _, onnx_emotions = model.session.run(None, {"segments": segments})
+    with torch.no_grad():
+        joint_logits = net.segment_logits(torch.from_numpy(segments)).numpy()
+        branch_logits = branch.segment_logits(torch.from_numpy(segments)).numpy()
+    np.testing.assert_allclose(onnx_logits[:, [0, 5]], branch_logits[:, [0, 5]], atol=1e-4)
+    others = [1, 2, 3, 4, 6]
+    np.testing.assert_allclose(onnx_logits[:, others], joint_logits[:, others], atol=1e-4)
+    np.testing.assert_allclose(model.emotion_weights, net.linear_emotion_map()[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(model.emotions_from_midlevel(1 / (1 + np.exp(-onnx_logits.mean(0)))), onnx_emotions,
+                               atol=1e-4)

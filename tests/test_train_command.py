@@ -56,18 +56,21 @@ def write_soundtracks_folder(root: Path) -> np.ndarray:
 @pytest.mark.skipif(shutil.which("fluidsynth") is None or not midlevel_corpus.SOUNDFONT_PATH.exists(),
                     reason="the contrast corpus needs fluidsynth and the GM soundfont "
                            "(apt-get install fluidsynth fluid-soundfont-gm)")
-def test_train_command_builds_a_cross_fitted_model_with_its_report(tmp_path):
+@pytest.mark.parametrize("branch_qualities", ["", "melodiousness,tonal_stability"], ids=["joint", "with-branch"])
+def test_train_command_builds_a_cross_fitted_model_with_its_report(tmp_path, branch_qualities):
     from dawemo.model import EmotionModel
-    from dawemo.training.head import fit_emotion_head
+    from dawemo.training.head import fit_emotion_head, without_columns
 
     ratings = write_soundtracks_folder(tmp_path / "soundtracks")
     model_path, report_path = tmp_path / "model.onnx", tmp_path / "evaluation.json"
+    branch_options = ["--set", f"branch_qualities={branch_qualities}", "--set", "branch_width=4",
+                      "--set", "branch_steps=6", "--set", "branch_pairs_per_batch=2"] if branch_qualities else []
     result = subprocess.run(
         [sys.executable, "-m", "dawemo.cli", "train", "--soundtracks", str(tmp_path / "soundtracks"),
          "--corpus", str(tmp_path / "corpus"), "--pairs-per-quality", "1", "--cache", str(tmp_path / "cache"),
          "--out", str(model_path), "--report", str(report_path), "--cv", "3", "--grouped-cv", "2",
          "--epochs", "3", "--width", "4", "--workers", "1", "--device", "cpu", "--version", "t",
-         "--set", "batch_size=4", "--set", "pairs_per_batch=2", "--set", "average_last=0.5"],
+         "--set", "batch_size=4", "--set", "pairs_per_batch=2", "--set", "average_last=0.5", *branch_options],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "with the cross-fitted emotion layer" in result.stdout
@@ -92,10 +95,26 @@ def test_train_command_builds_a_cross_fitted_model_with_its_report(tmp_path):
                         usecols=range(1, 1 + len(C.EMOTION_NAMES)))
     np.testing.assert_allclose(stored, ratings, atol=0.006)
     joint = report["joint_emotion_head"]
-    weight, bias = fit_emotion_head(np.array(report["cv"]["out_of_fold_midlevel"]), stored,
-                                    np.array(joint["weight"]), np.array(joint["bias"]))
+    columns = [C.MIDLEVEL_NAMES.index(q) for q in branch_qualities.split(",") if q]
+    (anchor_weight, anchor_bias), = without_columns([(np.array(joint["weight"]), np.array(joint["bias"]))], columns)
+    weight, bias = fit_emotion_head(np.array(report["cv"]["out_of_fold_midlevel"]), stored, anchor_weight, anchor_bias)
     np.testing.assert_allclose(model.emotion_weights, weight, atol=1e-4)
     np.testing.assert_allclose(model.emotion_bias, bias, atol=1e-4)
+    if columns:
+        # The branch never hears the excerpts: one set of features for every fold and scheme, and it is
+        # what the shipped file computes in those columns; the joint nets' features are kept beside them.
+        assert report["branch"]["columns"] == columns
+        plain, grouped = (np.array(report[s]["out_of_fold_midlevel"]) for s in ("cv", "album_grouped_cv"))
+        np.testing.assert_array_equal(plain[:, columns], grouped[:, columns])
+        assert not np.allclose(plain[:, columns], np.array(report["cv"]["joint_out_of_fold_midlevel"])[:, columns])
+        from dawemo.frontend import network_input, segment_starts
+        from dawemo.training.soundtracks import load_soundtracks
+
+        spec = load_soundtracks(tmp_path / "soundtracks", tmp_path / "cache").spectrograms[0]
+        segments = network_input(spec, segment_starts(len(spec)), C.SEGMENT_FRAMES, C.CONTEXT_FRAMES)
+        features = model.midlevel_from_logits(model.segment_logits(segments).mean(axis=0))
+        np.testing.assert_allclose(features[columns], plain[0, columns], atol=1e-4)
+        assert "pulled towards 0 for the pair branch" in model.metadata["training"]["emotion_head"]
 
     # The decoded audio is cached: a second run reads the pack instead of the mp3s.
     assert (tmp_path / "cache" / "soundtracks_spectrograms.u8.npz").is_file()

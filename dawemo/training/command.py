@@ -97,12 +97,17 @@ def run(args: argparse.Namespace) -> int:
     from dawemo.training.evaluate import cross_validate, grouped_kfold_splits, kfold_splits
     from dawemo.training.export import export_onnx
     from dawemo.training.soundtracks import load_soundtracks
-    from dawemo.training.head import crossfit_net_head, crossfitted_head_metrics
-    from dawemo.training.train import RatedMidlevel, too_few_steps, train_model
+    from dawemo.training.head import crossfit_net_head, crossfitted_head_metrics, with_branch_features, without_columns
+    from dawemo.training.net import BranchedNet
+    from dawemo.training.train import RatedMidlevel, predict_clips, too_few_steps, train_model, train_pair_branch
 
     started = time.time()
     try:
         config = config_from_args(args)
+        branch_columns = config.branch_columns()
+        if branch_columns and args.joint_head:
+            raise ValueError("--joint-head cannot be used with branch_qualities: the joint layer was learnt for "
+                             "the joint net's own features in those columns")
     except ValueError as error:
         print(f"dawemo train: error: {error}", file=sys.stderr)
         return 2
@@ -139,6 +144,13 @@ def run(args: argparse.Namespace) -> int:
         report["midlevel_dataset"] = {"n_clips": int(len(rated.ratings))}
         if args.cv or args.grouped_cv:
             print("note: cross-validation below trains without the rated mid-level clips", file=sys.stderr)
+    branch = branch_features = None
+    if branch_columns:
+        print(f"training the pair branch for {config.branch_qualities} ...", flush=True)
+        torch.set_num_threads(max(1, args.workers))
+        branch = train_pair_branch(pairs, config, device=device)
+        branch_features, _ = predict_clips(branch, data.spectrograms, config.context_frames)
+        report["branch"] = {"qualities": config.branch_qualities, "columns": branch_columns}
     schemes = []
     if args.cv:
         schemes.append(("cv", f"{args.cv}-fold CV", kfold_splits(len(data.ids), args.cv, args.seed)))
@@ -151,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, args.workers))
         net = train_model(data.spectrograms, data.ratings, pairs, config, rated_midlevel=rated, device=device)
         joint_head = [array.double().numpy() for array in net.linear_emotion_map()]
+        if branch is not None:
+            net = BranchedNet(net, branch, branch_columns)
         training_meta = {"config": config.as_dict(), "device": device, "corpus_manifest_sha1": corpus_key,
                          "emotion_head": "joint", "evaluation": "see models/evaluation.json and MODEL_CARD.md"}
         # Written now with the jointly trained layer, so an interrupted CV still leaves a usable model.
@@ -166,17 +180,22 @@ def run(args: argparse.Namespace) -> int:
         report[key] = cross_validate(data.spectrograms, data.ratings, pairs, config, splits, args.workers,
                                      device=device)
         print(_summary_line(name, report[key]), flush=True)
+        if branch is not None:  # what the shipped net's features are: the branch's in its columns
+            report[key]["joint_out_of_fold_midlevel"] = report[key]["out_of_fold_midlevel"]
+            report[key]["out_of_fold_midlevel"] = with_branch_features(
+                np.array(report[key]["out_of_fold_midlevel"]), branch_features, branch_columns).round(6).tolist()
         if not args.joint_head:
             report[key]["crossfitted_head"] = crossfitted_head_metrics(
                 np.array(report[key]["out_of_fold_midlevel"]), data.ratings, splits,
-                [(np.array(h["weight"]), np.array(h["bias"])) for h in report[key]["fold_emotion_heads"]],
+                without_columns([(np.array(h["weight"]), np.array(h["bias"]))
+                                 for h in report[key]["fold_emotion_heads"]], branch_columns),
                 args.head_ridge)
             print(f"    with the cross-fitted emotion layer: mean r "
                   f"{report[key]['crossfitted_head']['mean_r']:.3f}", flush=True)
         _write_report(args.report, report)
     if not args.no_final and not args.joint_head and "cv" in report:
         training_meta["emotion_head"] = crossfit_net_head(
-            net, np.array(report["cv"]["out_of_fold_midlevel"]), data.ratings, args.cv, args.head_ridge)
+            net, np.array(report["cv"]["out_of_fold_midlevel"]), data.ratings, args.cv, args.head_ridge, branch_columns)
         export_onnx(net, args.out, version=args.model_version, context_frames=config.context_frames,
                     extra_metadata={"training": training_meta})
         report["emotion_head"] = training_meta["emotion_head"]
@@ -201,6 +220,9 @@ def config_from_args(args: argparse.Namespace):
         name = name.strip().replace("-", "_")
         if not sep or name not in types:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(types)}")
+        if types[name] in (str, "str"):
+            values[name] = text.strip()
+            continue
         try:
             values[name] = (int if types[name] in (int, "int") else float)(text)
         except ValueError:

@@ -37,6 +37,25 @@ class TrainConfig:
     # standardised estimates differ by more than estimate_margin. 0: off (model v4).
     estimate_weight: float = 0.0
     estimate_margin: float = 0.5
+    # Qualities whose features come from a second, smaller network trained on the contrast pairs alone
+    # (comma-separated MIDLEVEL_NAMES; "": none). Trained jointly with the emotion loss, melodiousness
+    # and tonal stability drift from their definitions (v4's probes), yet carry no emotion information
+    # that the other features lack; a network that never hears the soundtracks keeps them to the
+    # definitions, and its features are out-of-fold for every excerpt by construction.
+    branch_qualities: str = ""
+    branch_width: int = 16
+    branch_steps: int = 2000
+    branch_pairs_per_batch: int = 32
+
+    def branch_columns(self) -> list[int]:
+        """Indices into MIDLEVEL_NAMES of ``branch_qualities`` (ValueError for an unknown name)."""
+        from dawemo import constants as C
+
+        names = [n.strip() for n in self.branch_qualities.split(",") if n.strip()]
+        unknown = [n for n in names if n not in C.MIDLEVEL_NAMES]
+        if unknown:
+            raise ValueError(f"branch_qualities: unknown {', '.join(unknown)}; known: {', '.join(C.MIDLEVEL_NAMES)}")
+        return sorted(C.MIDLEVEL_NAMES.index(n) for n in names)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -68,9 +68,31 @@ def set_emotion_head(net, weight: np.ndarray, bias: np.ndarray) -> None:
 
 
 def crossfit_net_head(net, midlevel_oof: np.ndarray, ratings: np.ndarray, n_folds: int,
-                      ridge: float = DEFAULT_RIDGE) -> str:
+                      ridge: float = DEFAULT_RIDGE, branch_columns: list[int] = ()) -> str:
     """Replace ``net``'s jointly trained emotion layer by one refitted on ``n_folds``-fold out-of-fold
-    clip features, pulled towards the joint layer. Returns the description stored in the model."""
+    clip features, pulled towards the joint layer (but for ``branch_columns``: see ``without_columns``).
+    Returns the description stored in the model."""
     joint_weight, joint_bias = (a.double().numpy() for a in net.linear_emotion_map())
-    set_emotion_head(net, *fit_emotion_head(midlevel_oof, ratings, joint_weight, joint_bias, ridge))
-    return f"cross-fitted on {n_folds}-fold out-of-fold clip features, ridge {ridge} towards the joint layer"
+    (anchor_weight, anchor_bias), = without_columns([(joint_weight, joint_bias)], branch_columns)
+    set_emotion_head(net, *fit_emotion_head(midlevel_oof, ratings, anchor_weight, anchor_bias, ridge))
+    freed = f" (pulled towards 0 for the pair branch's features)" if len(branch_columns) else ""
+    return f"cross-fitted on {n_folds}-fold out-of-fold clip features, ridge {ridge} towards the joint layer{freed}"
+
+
+def without_columns(anchors: list[tuple[np.ndarray, np.ndarray]], columns: list[int]) -> list[tuple]:
+    """Anchor layers with the weights of ``columns`` set to 0: where a pair-trained branch supplies a
+    feature, the joint layer's weight for it was learnt for another feature and is no prior."""
+    freed = []
+    for weight, bias in anchors:
+        weight = np.array(weight, dtype=np.float64)
+        weight[:, list(columns)] = 0.0
+        freed.append((weight, np.asarray(bias, dtype=np.float64)))
+    return freed
+
+
+def with_branch_features(midlevel: np.ndarray, branch_midlevel: np.ndarray, columns: list[int]) -> np.ndarray:
+    """Clip features as the branched net gives them: ``branch_midlevel``'s in ``columns``, else ``midlevel``'s.
+    The branch never hears the excerpts, so its features are out-of-fold for every one of them."""
+    combined = np.array(midlevel, dtype=np.float64)
+    combined[:, list(columns)] = np.asarray(branch_midlevel)[:, list(columns)]
+    return combined

@@ -103,3 +103,39 @@ class OnnxGraph(nn.Module):
         logits = self.net.segment_logits(segments)
         midlevel = torch.sigmoid(logits.mean(dim=0))
         return logits, midlevel, self.net.emotions(midlevel)
+
+
+class BranchedNet(nn.Module):
+    """A jointly trained net whose features in ``branch_columns`` come from a pair-trained branch.
+
+    Same interface as ``MidlevelEmotionNet`` for inference and export: per-segment logits (the
+    branch's in its columns, the joint net's elsewhere), and the joint net's emotion layer.
+    """
+
+    def __init__(self, joint: MidlevelEmotionNet, branch: MidlevelEmotionNet, branch_columns: list[int]) -> None:
+        super().__init__()
+        self.joint, self.branch = joint, branch
+        mask = torch.zeros(len(C.MIDLEVEL_NAMES), dtype=torch.bool)
+        mask[list(branch_columns)] = True
+        self.register_buffer("branch_mask", mask)
+
+    @property
+    def emotion_head(self) -> nn.Linear:
+        return self.joint.emotion_head
+
+    @property
+    def emotion_mean(self) -> torch.Tensor:
+        return self.joint.emotion_mean
+
+    @property
+    def emotion_std(self) -> torch.Tensor:
+        return self.joint.emotion_std
+
+    def segment_logits(self, segments: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.branch_mask, self.branch.segment_logits(segments), self.joint.segment_logits(segments))
+
+    def emotions(self, midlevel: torch.Tensor) -> torch.Tensor:
+        return self.joint.emotions(midlevel)
+
+    def linear_emotion_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.joint.linear_emotion_map()

@@ -202,6 +202,37 @@ def train_model(spectrograms: list[np.ndarray], ratings: np.ndarray, pairs: Cont
     return net.cpu().eval()
 
 
+def train_pair_branch(pairs: ContrastPairs, config: TrainConfig, log=print, device: str = "cpu") -> MidlevelEmotionNet:
+    """The network behind ``config.branch_qualities``: the ranking loss on the contrast pairs alone, for all
+    seven qualities (they share its encoder), seeded. It never sees a soundtrack excerpt or a rating.
+    Returned on the CPU in eval mode; its emotion layer is untrained and unused."""
+    from dataclasses import replace
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    net = MidlevelEmotionNet(config.branch_width, config.dropout).to(device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate, total_steps=config.branch_steps,
+                                                   pct_start=max(0.1, 2.0 / config.branch_steps))
+    batch_config = replace(config, pairs_per_batch=config.branch_pairs_per_batch)
+    started, ordered = time.time(), []
+    for step in range(config.branch_steps):
+        net.train()
+        more, less, quality = _pair_batch(pairs, batch_config, rng)
+        loss, accuracy, logits = ranking_loss(net, more.to(device), less.to(device), quality.to(device))
+        loss = loss + config.logit_penalty * logits.pow(2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        ordered.append(accuracy.detach())
+        if log and ((step + 1) % max(1, config.branch_steps // 10) == 0 or step + 1 == config.branch_steps):
+            recent = torch.stack(ordered[-200:]).mean().item()
+            log(f"pair branch step {step + 1}/{config.branch_steps}  pairs ordered {recent:.0%}  "
+                f"{time.time() - started:.0f} s")
+    return net.cpu().eval()
+
+
 @torch.no_grad()
 def _reestimate_batch_norm(net: MidlevelEmotionNet, spectrograms: list[np.ndarray], pairs: ContrastPairs | None,
                            config: TrainConfig, rng: np.random.Generator, device: str) -> None:
