@@ -306,6 +306,7 @@ def assemble(args) -> int:
         config = replace(config, branch_qualities=args.branch_qualities)
         branch_columns = config.branch_columns()
         pairs, _ = load_contrast_pairs(Path(args.corpus), 150, 0, Path(args.cache))
+        torch.set_num_threads(1)  # the same rounding on any CPU
         branch = train_pair_branch(pairs, config)
         branch_features, _ = predict_clips(branch, soundtracks.spectrograms, config.context_frames)
         for scheme in [cv] + ([grouped] if grouped else []):

@@ -49,10 +49,7 @@ def probe_results() -> dict:
 
 # Known failures of the shipped model (model card, "Limitations"). Strict, so a model that fixes
 # them turns these into failures until the marks are removed.
-KNOWN_WEAK: dict[str, str] = {
-    "melodiousness": "v4 orders 4/8 melodiousness probe pairs (v3: 6/8); MODEL_CARD.md, Limitations",
-    "tonal_stability": "v4 orders 5/8 tonal-stability probe pairs (v3: 7/8); MODEL_CARD.md, Limitations",
-}
+KNOWN_WEAK: dict[str, str] = {}
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ def test_evaluation_report_describes_the_shipped_layer():
     import json
     from pathlib import Path
 
-    from dawemo.training.head import fit_emotion_head
+    from dawemo.training.head import fit_emotion_head, without_columns
     from dawemo.training.soundtracks import DEFAULT_ROOT, find_root
 
     if not (DEFAULT_ROOT / "ratings.csv").exists():
@@ -47,9 +47,12 @@ def test_evaluation_report_describes_the_shipped_layer():
     with open(find_root() / "ratings.csv", newline="") as f:
         ratings = np.array([[float(row[name]) for name in C.EMOTION_NAMES] for row in csv.DictReader(f)])
     joint = report["joint_emotion_head"]
-    weight, bias = fit_emotion_head(np.array(report["cv"]["out_of_fold_midlevel"]), ratings,
-                                    np.array(joint["weight"]), np.array(joint["bias"]),
-                                    report["cv"]["crossfitted_head"]["ridge"])
+    # Where a pair branch supplies a feature, the refit is pulled towards 0 instead (its features are
+    # the report's out-of-fold ones in those columns).
+    (anchor_weight, anchor_bias), = without_columns([(np.array(joint["weight"]), np.array(joint["bias"]))],
+                                                    report.get("branch", {}).get("columns", []))
+    weight, bias = fit_emotion_head(np.array(report["cv"]["out_of_fold_midlevel"]), ratings, anchor_weight,
+                                    anchor_bias, report["cv"]["crossfitted_head"]["ridge"])
     model = EmotionModel(use_gpu=False)
     assert model.metadata["training"]["config"] == report["config"]
     np.testing.assert_allclose(model.emotion_weights, weight, atol=1e-4)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 # Pull of the refitted emotion layer towards the jointly trained one (dawemo.training.head). CV
-# accuracy is flat from 1 to 10 (v4: 0.832 at 1, 0.830 at 3, 0.826 at 10); 3 is the weakest pull
-# that keeps the joint layer's signs for happy (see MODEL_CARD.md).
+# accuracy is flat from 1 to 10 (v4: 0.832 at 1, 0.830 at 3, 0.826 at 10). The rule: the weakest pull
+# of 1, 3 and 10 that keeps the joint layer's signs for happy; 3 for v4, 10 for v5 with its pair
+# branch (--head-ridge 10; see MODEL_CARD.md).
 HEAD_RIDGE = 3.0
 
 
