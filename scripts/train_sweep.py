@@ -55,7 +55,10 @@ RECIPES = {
     # Next: 15 final networks at once, v4's recipe with weak real-music supervision from signal
     # estimates and/or batch-norm statistics from soundtrack and contrast-pair batches, over seeds
     # (v4's probes and its seed-1 replicate's differ widely; a CPU stand-in, w16 for 40 epochs,
-    # ordered most probes right with both changes). Then CV for those whose finals qualify.
+    # ordered most probes right with both changes). Then CV for those whose finals qualify. With
+    # --branch-qualities melodiousness,tonal_stability (model v5's pair branch) the choice is made on
+    # the other five qualities, and --assemble adds the branch. The stand-in lost about 0.03 in CV
+    # when its batch-norm statistics were re-estimated with contrast pairs (normpairs).
     "w32-e150-avg0.3-est0.5-normpairs": {"width": 32, "epochs": 150, "average_last": 0.3, "estimate_weight": 0.5,
                                          "norm_with_pairs": 1},
     "w32-e150-avg0.3-est0.5-normpairs-s1": {"width": 32, "epochs": 150, "average_last": 0.3,
@@ -185,25 +188,26 @@ def happy_signs_ok(weight: np.ndarray) -> bool:
                 and happy["dissonance"] < 0 and happy["minorness"] < 0)
 
 
-def selection_key(final: dict | None) -> tuple:
+def selection_key(final: dict | None, branch_qualities: tuple[str, ...] = ()) -> tuple:
     """Sort key for a recipe by its final network, lowest first: networks whose features follow the
-    selection probes in every quality and whose happy has the paper's signs, then the most qualities
-    passed, then the weakest quality's share of pairs; recipes whose final network is not in yet
-    between those that qualify and those that do not."""
+    selection probes in every quality (but ``branch_qualities``, which a pair branch will supply at
+    assembly) and whose happy has the paper's signs, then the most qualities passed, then the weakest
+    quality's share of pairs; recipes whose final network is not in yet between those that qualify
+    and those that do not."""
     if not final or "probes" not in final:
         return (1, 0, 0.0)
     if not final.get("selection_probes"):  # the probe step failed: nothing to prefer it for
         return (2, 0, 0.0)
-    shares = [r["correct"] / r["pairs"] for r in final["selection_probes"].values()]
+    shares = [r["correct"] / r["pairs"] for q, r in final["selection_probes"].items() if q not in branch_qualities]
     passed = sum(share >= PROBE_PASS_SHARE for share in shares)
     qualifies = passed == len(shares) and final["happy_signs_ok"]
     return (0 if qualifies else 2, -passed, -min(shares))
 
 
-def prioritise(queue: list[dict], finals: dict) -> list[dict]:
+def prioritise(queue: list[dict], finals: dict, branch_qualities: tuple[str, ...] = ()) -> list[dict]:
     """Cross-validation runs of recipes whose final network qualifies go first (stable otherwise):
     the recipe shipped is one whose final network means what its features say, so time goes there."""
-    return sorted(queue, key=lambda item: selection_key(finals.get(item["recipe"]))
+    return sorted(queue, key=lambda item: selection_key(finals.get(item["recipe"]), branch_qualities)
                   if item["scheme"] != "final" else (-1,))
 
 
@@ -396,7 +400,8 @@ def main() -> int:
     parser.add_argument("--version", default="3")
     parser.add_argument("--head-ridge", type=float, default=HEAD_RIDGE)
     parser.add_argument("--branch-qualities", default="",
-                        help="with --assemble: train a pair branch for these qualities (TrainConfig.branch_qualities)")
+                        help="qualities a pair branch supplies (TrainConfig.branch_qualities): with --assemble, "
+                             "train it; in a sweep, leave them out of the choice of recipes")
     parser.add_argument("--other-sweeps", type=Path, nargs="*", default=[],
                         help="further sweep folders whose scores the report records (e.g. seed replicates)")
     parser.add_argument("--trained-with", default="", help="where the sweep ran (recorded in the model)")
@@ -410,6 +415,7 @@ def main() -> int:
     from dawemo.training.soundtracks import load_soundtracks
 
     cv_names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    branch_qualities = tuple(n.strip() for n in args.branch_qualities.split(",") if n.strip())
     grouped_first = [n.strip() for n in args.grouped.split(",") if n.strip()]
     names = cv_names + [n for n in grouped_first if n not in cv_names]
     unknown = [n for n in names if n not in RECIPES]
@@ -467,7 +473,7 @@ def main() -> int:
             entry = {"recipe": RECIPES[n], "folds_done": len(done[n]["cv"]), "final_probes": done[n].get("probes"),
                      "final_selection_probes": done[n].get("selection_probes"),
                      "final_happy_signs_ok": done[n].get("happy_signs_ok"),
-                     "qualifies": selection_key(done[n])[0] == 0,
+                     "qualifies": selection_key(done[n], branch_qualities)[0] == 0,
                      "mean_run_s": float(np.mean(done[n]["seconds"])) if done[n]["seconds"] else None,
                      "final_weights": done[n]["final"]}
             if len(done[n]["cv"]) == 10:
@@ -493,7 +499,7 @@ def main() -> int:
     while queue or running:
         elapsed = time.time() - started
         ranked = [n for n in summarise() if done[n]["final"]]
-        ranked.sort(key=lambda n: selection_key(done[n])[0] != 0)  # qualifying recipes lead (stable)
+        ranked.sort(key=lambda n: selection_key(done[n], branch_qualities)[0] != 0)  # qualifying recipes lead (stable)
         # Time for the album-grouped CV of the leader once its folds and final model are in and either
         # nothing else is left or the remaining time only just covers one more run.
         if grouped_for is None and ranked and ranked[0] not in grouped_first:
@@ -534,7 +540,7 @@ def main() -> int:
                         f"{q[:8]} {r['correct']}/{r['pairs']}; {slot['selection_probes'][q]['correct']}/"
                         f"{slot['selection_probes'][q]['pairs']}" for q, r in slot["probes"].items())
                         + f"; happy signs {'ok' if slot['happy_signs_ok'] else 'WRONG'}")
-                queue[:] = prioritise(queue, done)
+                queue[:] = prioritise(queue, done, branch_qualities)
             else:
                 slot["cv" if item["scheme"] == "cv" else "grouped"][item["fold"]] = tuple(
                     np.array(result[key]) for key in ("midlevel", "emotions", "head_weight", "head_bias"))
@@ -542,7 +548,7 @@ def main() -> int:
     ranked = summarise()
     say("ranking: " + ", ".join(f"{n} {r}" for n, r in report["ranking"]))
     with_final = [n for n in ranked + [n for n in names if n not in ranked] if done[n]["final"]]
-    with_final.sort(key=lambda n: selection_key(done[n])[0] != 0)
+    with_final.sort(key=lambda n: selection_key(done[n], branch_qualities)[0] != 0)
     # Returned files: sweep.json, sweep.log, and per kept recipe its final weights and its fold networks
     # (weights_to_onnx makes the ONNX file anywhere).
     for n in with_final[: args.keep]:

@@ -76,3 +76,11 @@ def test_fold_networks_round_trip_through_one_file(tmp_path):
             assert torch.allclose(expected, got, atol=2e-2), run  # float16 weights
             assert not torch.equal(expected, loaded["cv0" if run != "cv0" else "cv1"].segment_logits(segments))
     assert train_sweep.pack_fold_networks("no-such-recipe", tmp_path, tmp_path) is None
+
+
+def test_qualities_a_pair_branch_supplies_do_not_count_against_a_recipe():
+    final = _final(16)
+    final["selection_probes"] = dict(final["selection_probes"],
+                                     melodiousness={"correct": 4, "pairs": 16, "mean_difference": -0.1})
+    assert train_sweep.selection_key(final)[0] == 2
+    assert train_sweep.selection_key(final, ("melodiousness", "tonal_stability"))[0] == 0
