@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from dawemo.training.evaluate import cross_validate, grouped_kfold_splits, kfold_splits
     from dawemo.training.export import export_onnx
     from dawemo.training.soundtracks import load_soundtracks
-    from dawemo.training.head import crossfit_net_head, crossfitted_head_metrics, with_branch_features, without_columns
+    from dawemo.training.head import (crossfit_net_head, crossfitted_head_metrics, fit_emotion_head, set_emotion_head,
+                                      with_branch_features, without_columns)
     from dawemo.training.net import BranchedNet
     from dawemo.training.train import RatedMidlevel, predict_clips, too_few_steps, train_model, train_pair_branch
 
@@ -163,15 +164,22 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, args.workers))
         net = train_model(data.spectrograms, data.ratings, pairs, config, rated_midlevel=rated, device=device)
         joint_head = [array.double().numpy() for array in net.linear_emotion_map()]
-        if branch is not None:
-            net = BranchedNet(net, branch, branch_columns)
         training_meta = {"config": config.as_dict(), "device": device, "corpus_manifest_sha1": corpus_key,
                          "emotion_head": "joint", "evaluation": "see models/evaluation.json and MODEL_CARD.md"}
+        if branch is not None:
+            # The joint layer's weights in the branch's columns belong to other features: until the CV's
+            # refit replaces it, the layer is fitted on the training excerpts' own features.
+            net = BranchedNet(net, branch, branch_columns)
+            training_features, _ = predict_clips(net, data.spectrograms, config.context_frames)
+            (anchor_weight, anchor_bias), = without_columns([tuple(joint_head)], branch_columns)
+            set_emotion_head(net, *fit_emotion_head(training_features, data.ratings, anchor_weight, anchor_bias,
+                                                    args.head_ridge))
+            training_meta["emotion_head"] = "fitted on the training excerpts' features (replaced after the CV)"
         # Written now with the jointly trained layer, so an interrupted CV still leaves a usable model.
         export_onnx(net, args.out, version=args.model_version, context_frames=config.context_frames,
                     extra_metadata={"training": training_meta})
         report["model_file"] = str(args.out)
-        report["emotion_head"] = "joint"
+        report["emotion_head"] = training_meta["emotion_head"]
         print(f"wrote {args.out}", flush=True)
         torch.set_num_threads(1)
         _write_report(args.report, report)
@@ -194,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{report[key]['crossfitted_head']['mean_r']:.3f}", flush=True)
         _write_report(args.report, report)
     if not args.no_final and not args.joint_head and "cv" in report:
+        set_emotion_head(net, *joint_head)  # the refit's anchor is the jointly trained layer
         training_meta["emotion_head"] = crossfit_net_head(
             net, np.array(report["cv"]["out_of_fold_midlevel"]), data.ratings, args.cv, args.head_ridge, branch_columns)
         export_onnx(net, args.out, version=args.model_version, context_frames=config.context_frames,

@@ -75,7 +75,7 @@ def crossfit_net_head(net, midlevel_oof: np.ndarray, ratings: np.ndarray, n_fold
     joint_weight, joint_bias = (a.double().numpy() for a in net.linear_emotion_map())
     (anchor_weight, anchor_bias), = without_columns([(joint_weight, joint_bias)], branch_columns)
     set_emotion_head(net, *fit_emotion_head(midlevel_oof, ratings, anchor_weight, anchor_bias, ridge))
-    freed = f" (pulled towards 0 for the pair branch's features)" if len(branch_columns) else ""
+    freed = " (pulled towards 0 for the pair branch's features)" if len(branch_columns) else ""
     return f"cross-fitted on {n_folds}-fold out-of-fold clip features, ridge {ridge} towards the joint layer{freed}"
 
 
