@@ -138,7 +138,7 @@ def test_spectrograms_have_149_bands_and_are_cached(tmp_path):
     calls = []
     first = spectrograms(clips, tmp_path / "cache", progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (len(clips), len(clips))
-    assert (tmp_path / "cache" / "midlevel_spectrograms.npz").exists()
+    assert (tmp_path / "cache" / "midlevel_spectrograms.u8.npz").exists()
     for spec in first:
         assert spec.ndim == 2 and spec.shape[1] == C.N_BANDS == 149 and spec.shape[0] > 0
         assert spec.dtype == np.float32 and np.all(np.isfinite(spec))
@@ -157,5 +157,6 @@ def test_cache_grows_with_new_clips(tmp_path):
     decoded = []
     spectrograms(clips, tmp_path / "cache", progress=lambda done, total: decoded.append(total))
     assert decoded == [len(clips) - 2] * (len(clips) - 2)  # only the new clips are decoded
-    with np.load(tmp_path / "cache" / "midlevel_spectrograms.npz") as stored:
-        assert {c.song_id for c in clips} <= set(stored.files)
+    with np.load(tmp_path / "cache" / "midlevel_spectrograms.u8.npz") as stored:
+        assert {f"codes/{c.song_id}" for c in clips} <= set(stored.files)
+        assert all(stored[f"codes/{c.song_id}"].dtype == np.uint8 for c in clips)

@@ -26,13 +26,16 @@ import numpy as np
 from dawemo import constants as C
 from dawemo.audio_io import load_audio
 from dawemo.frontend import spectrogram
+from dawemo.training.spectrogram_pack import decode, encode
 
 log = logging.getLogger(__name__)
 
 ANNOTATIONS_CSV = Path("metadata_annotations") / "annotations.csv"
 METADATA_CSV = Path("metadata_annotations") / "metadata.csv"
 AUDIO_DIR = "audio"
-CACHE_FILENAME = "midlevel_spectrograms.npz"
+# 8-bit log magnitudes, as every training cache (dawemo.training.spectrogram_pack): 5000 clips of
+# ~15 s take ~350 MB instead of the ~1.4 GB of float32.
+CACHE_FILENAME = "midlevel_spectrograms.u8.npz"
 
 # Raters answered on a 1..10 scale (a few aggregated values fall slightly outside it).
 RATING_SCALE = (1.0, 10.0)
@@ -253,25 +256,29 @@ def _log_summary(root: Path, clips: MidlevelClips, exclude_sources) -> None:
                     root, len(clips.missing_metadata_ids), clips.missing_metadata_ids[:5])
 
 
-def _read_cache(path: Path, wanted: set[str]) -> dict[str, np.ndarray]:
-    """Cached {song_id: (n_frames, n_bands)} spectrograms: only ``wanted`` if all are there, else
-    every entry (the file is rewritten with the new ones); {} if absent or built differently."""
+def _read_cache(path: Path, wanted: set[str]) -> dict[str, tuple[np.ndarray, float]]:
+    """Cached {song_id: (uint8 codes, lowest level)}: only ``wanted`` if all are there, else every
+    entry (the file is rewritten with the new ones); {} if absent or built differently."""
     if not path.exists():
         return {}
     with np.load(path, allow_pickle=False) as stored:
         if _FRONTEND_KEY not in stored.files or not np.array_equal(stored[_FRONTEND_KEY], _FRONTEND):
             log.warning("%s: built with other front-end settings; recomputing", path)
             return {}
-        keys = set(stored.files) - {_FRONTEND_KEY}
-        # 5000 clips of ~15 s are ~1.4 GB: read only what is asked for unless we must rewrite.
-        return {key: stored[key] for key in (wanted if wanted <= keys else keys)}
+        keys = {name[len("codes/"):] for name in stored.files if name.startswith("codes/")}
+        # Read only what is asked for unless we must rewrite.
+        return {key: (stored[f"codes/{key}"], float(stored[f"lowest/{key}"]))
+                for key in (wanted if wanted <= keys else keys)}
 
 
-def _write_cache(path: Path, spectrograms: dict[str, np.ndarray]) -> None:
+def _write_cache(path: Path, encoded: dict[str, tuple[np.ndarray, float]]) -> None:
     """Write atomically, so that an interrupted write never leaves a truncated cache behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, **{_FRONTEND_KEY: _FRONTEND}, **spectrograms)
+    arrays = {_FRONTEND_KEY: _FRONTEND}
+    for key, (codes, lowest) in encoded.items():
+        arrays[f"codes/{key}"], arrays[f"lowest/{key}"] = codes, np.array(lowest)
+    np.savez_compressed(partial, **arrays)
     os.replace(partial, path)
 
 
@@ -279,18 +286,20 @@ def spectrograms(clips, cache_dir: str | Path = "cache", progress=None) -> list[
     """Filterbank spectrograms of ``clips``: list of float32 (n_frames, 149), clip order.
 
     Decodes each clip once with ``load_audio`` and caches by song_id in
-    ``cache_dir/midlevel_spectrograms.npz``; ``progress(done, to_decode)`` is called per decoded
-    clip. Clips decoded before an error or interrupt are still cached.
+    ``cache_dir/midlevel_spectrograms.u8.npz``, 8-bit like every training cache; what is returned
+    is always the cached form, decoded, so a first run and a later one train on the same values.
+    ``progress(done, to_decode)`` is called per decoded clip. Clips decoded before an error or
+    interrupt are still cached.
     """
     path = Path(cache_dir) / CACHE_FILENAME
     cached = _read_cache(path, {clip.song_id for clip in clips})
     todo = list({clip.song_id: clip for clip in clips if clip.song_id not in cached}.values())
     try:
         for n, clip in enumerate(todo):
-            cached[clip.song_id] = spectrogram(load_audio(clip.audio_path))
+            cached[clip.song_id] = encode(spectrogram(load_audio(clip.audio_path)))
             if progress:
                 progress(n + 1, len(todo))
     finally:
         if todo and any(clip.song_id in cached for clip in todo):
             _write_cache(path, cached)
-    return [cached[clip.song_id] for clip in clips]
+    return [decode(*cached[clip.song_id]) for clip in clips]
