@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             set_emotion_head(net, *fit_emotion_head(training_features, data.ratings, anchor_weight, anchor_bias,
                                                     args.head_ridge))
             training_meta["emotion_head"] = "fitted on the training excerpts' features (replaced after the CV)"
-        # Written now with the jointly trained layer, so an interrupted CV still leaves a usable model.
+        # Written now, before the CV's refit, so an interrupted CV still leaves a usable model.
         export_onnx(net, args.out, version=args.model_version, context_frames=config.context_frames,
                     extra_metadata={"training": training_meta})
         report["model_file"] = str(args.out)

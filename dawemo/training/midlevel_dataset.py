@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 from dawemo import constants as C
 from dawemo.audio_io import load_audio
 from dawemo.frontend import spectrogram
-from dawemo.training.spectrogram_pack import decode, encode
+from dawemo.training.spectrogram_pack import decode, encode, pack_keys, read_encoded, write_encoded
 
 log = logging.getLogger(__name__)
 
@@ -265,21 +264,9 @@ def _read_cache(path: Path, wanted: set[str]) -> dict[str, tuple[np.ndarray, flo
         if _FRONTEND_KEY not in stored.files or not np.array_equal(stored[_FRONTEND_KEY], _FRONTEND):
             log.warning("%s: built with other front-end settings; recomputing", path)
             return {}
-        keys = {name[len("codes/"):] for name in stored.files if name.startswith("codes/")}
+        keys = set(pack_keys(stored))
         # Read only what is asked for unless we must rewrite.
-        return {key: (stored[f"codes/{key}"], float(stored[f"lowest/{key}"]))
-                for key in (wanted if wanted <= keys else keys)}
-
-
-def _write_cache(path: Path, encoded: dict[str, tuple[np.ndarray, float]]) -> None:
-    """Write atomically, so that an interrupted write never leaves a truncated cache behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.npz")
-    arrays = {_FRONTEND_KEY: _FRONTEND}
-    for key, (codes, lowest) in encoded.items():
-        arrays[f"codes/{key}"], arrays[f"lowest/{key}"] = codes, np.array(lowest)
-    np.savez_compressed(partial, **arrays)
-    os.replace(partial, path)
+        return read_encoded(stored, wanted if wanted <= keys else keys)
 
 
 def spectrograms(clips, cache_dir: str | Path = "cache", progress=None) -> list[np.ndarray]:
@@ -301,5 +288,6 @@ def spectrograms(clips, cache_dir: str | Path = "cache", progress=None) -> list[
                 progress(n + 1, len(todo))
     finally:
         if todo and any(clip.song_id in cached for clip in todo):
-            _write_cache(path, cached)
+            # Atomic, so that an interrupted write never leaves a truncated cache behind.
+            write_encoded(path, cached, extra={_FRONTEND_KEY: _FRONTEND})
     return [decode(*cached[clip.song_id]) for clip in clips]

@@ -42,24 +42,38 @@ def decode(codes: np.ndarray, lowest: float) -> np.ndarray:
 
 def save_pack(path: str | Path, spectrograms: dict[str, np.ndarray]) -> Path:
     """Write ``{key: magnitudes}`` compressed and atomically (an interrupted write leaves no file)."""
+    return write_encoded(path, {key: encode(magnitudes) for key, magnitudes in spectrograms.items()})
+
+
+def load_pack(path: str | Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Read a pack written by ``save_pack``: ``{key: float32 magnitudes}`` (only ``keys`` if given)."""
+    with np.load(path, allow_pickle=False) as stored:
+        missing = sorted(set(keys or []) - set(pack_keys(stored)))
+        if missing:
+            raise KeyError(f"{path} lacks {len(missing)} spectrograms (e.g. {missing[0]}); delete it to rebuild")
+        return {key: decode(*encoded) for key, encoded in read_encoded(stored, keys).items()}
+
+
+def write_encoded(path: str | Path, encoded: dict[str, tuple[np.ndarray, float]],
+                  extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``{key: (codes, lowest)}`` and any ``extra`` arrays compressed and atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for key, magnitudes in spectrograms.items():
-        arrays[f"codes/{key}"], lowest = encode(magnitudes)
-        arrays[f"lowest/{key}"] = np.array(lowest)
+    arrays = dict(extra or {})
+    for key, (codes, lowest) in encoded.items():
+        arrays[f"codes/{key}"], arrays[f"lowest/{key}"] = codes, np.array(lowest)
     partial = path.with_name(path.name + ".partial.npz")
     np.savez_compressed(partial, **arrays)
     partial.replace(path)
     return path
 
 
-def load_pack(path: str | Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Read a pack written by ``save_pack``: ``{key: float32 magnitudes}`` (only ``keys`` if given)."""
-    with np.load(path, allow_pickle=False) as stored:
-        available = [name[len("codes/"):] for name in stored.files if name.startswith("codes/")]
-        missing = sorted(set(keys or []) - set(available))
-        if missing:
-            raise KeyError(f"{path} lacks {len(missing)} spectrograms (e.g. {missing[0]}); delete it to rebuild")
-        return {key: decode(stored[f"codes/{key}"], float(stored[f"lowest/{key}"]))
-                for key in (keys if keys is not None else available)}
+def pack_keys(stored) -> list[str]:
+    """The spectrogram keys of an open pack (``np.load`` of a file written by ``write_encoded``)."""
+    return [name[len("codes/"):] for name in stored.files if name.startswith("codes/")]
+
+
+def read_encoded(stored, keys=None) -> dict[str, tuple[np.ndarray, float]]:
+    """``{key: (codes, lowest)}`` of an open pack, for ``keys`` (all when None)."""
+    return {key: (stored[f"codes/{key}"], float(stored[f"lowest/{key}"]))
+            for key in (keys if keys is not None else pack_keys(stored))}
