@@ -230,37 +230,33 @@ def pack_fold_networks(recipe: str, models_dir: Path, out: Path) -> Path | None:
 
 def load_fold_networks(folds: Path, config) -> dict:
     """``pack_fold_networks``'s file -> run name ("cv3", "grouped0") -> MidlevelEmotionNet in eval mode."""
-    import torch
-
-    from dawemo.training.net import MidlevelEmotionNet
-
     states: dict = {}
     with np.load(folds, allow_pickle=False) as stored:
         for key in stored.files:
             run, name = key.split("/", 1)
-            states.setdefault(run, {})[name] = torch.from_numpy(stored[key].astype(np.float32)
-                                                                if stored[key].dtype == np.float16 else stored[key])
-    nets = {}
-    for run, state in states.items():
-        nets[run] = MidlevelEmotionNet(config.width, config.dropout)
-        nets[run].load_state_dict(state)
-        nets[run].eval()
-    return nets
+            value = stored[key]
+            states.setdefault(run, {})[name] = value.astype(np.float32) if value.dtype == np.float16 else value
+    return {run: _net_from_state(state, config) for run, state in states.items()}
 
 
 def load_weights(weights: Path):
     """A ``*.weights.npz`` written by this sweep -> (MidlevelEmotionNet in eval mode, TrainConfig)."""
-    import torch
-
     from dawemo.training.config import TrainConfig
-    from dawemo.training.net import MidlevelEmotionNet
 
     with np.load(weights, allow_pickle=False) as stored:
         config = TrainConfig(**json.loads(str(stored["__config__"])))
-        state = {k: torch.from_numpy(stored[k]) for k in stored.files if k != "__config__"}
+        state = {k: stored[k] for k in stored.files if k != "__config__"}
+    return _net_from_state(state, config), config
+
+
+def _net_from_state(state: dict[str, np.ndarray], config):
+    import torch
+
+    from dawemo.training.net import MidlevelEmotionNet
+
     net = MidlevelEmotionNet(config.width, config.dropout)
-    net.load_state_dict(state)
-    return net.eval(), config
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    return net.eval()
 
 
 def weights_to_onnx(weights: Path, onnx_path: Path, version: str, extra_metadata: dict | None = None) -> Path:
