@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from dawemo import constants as C  # noqa: E402
-from dawemo.audio_io import load_audio  # noqa: E402
+from dawemo.inputs.audio_io import load_audio  # noqa: E402
 from dawemo.demo import demo_clip  # noqa: E402
-from dawemo.jack_server import DummyJackServer  # noqa: E402
-from dawemo.sources import StreamingResampler  # noqa: E402
+from dawemo.inputs.jack_server import DummyJackServer  # noqa: E402
+from dawemo.inputs.sources import StreamingResampler  # noqa: E402
 from dawemo.training.soundtracks import DEFAULT_ROOT  # noqa: E402
 from jack_helpers import JackPlayer, Receiver, unique, wait_until  # noqa: E402
 

@@ -27,7 +27,7 @@ from dawemo.engine import STREAM_CLOCK, EmotionEngine  # noqa: E402
 from dawemo.mapping import load_preset  # noqa: E402
 from dawemo.model import EmotionModel  # noqa: E402
 from dawemo.recorder import AutomationRecorder  # noqa: E402
-from dawemo.sources import FileSource  # noqa: E402
+from dawemo.inputs.sources import FileSource  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dawemo import constants as C  # noqa: E402
 from dawemo.analysis import EmotionTracker  # noqa: E402
-from dawemo.audio_io import load_audio  # noqa: E402
+from dawemo.inputs.audio_io import load_audio  # noqa: E402
 from dawemo.model import EmotionModel  # noqa: E402
 from dawemo.training.soundtracks import DEFAULT_ROOT  # noqa: E402
 

@@ -282,7 +282,7 @@ def analyze_file(path: Path, model, window_s: float, hop_s: float):
     import numpy as np
 
     from dawemo.analysis import analyze_samples
-    from dawemo.audio_io import AudioInputError, load_audio
+    from dawemo.inputs.audio_io import AudioInputError, load_audio
     from dawemo.report import FileReport
 
     def strip_path(message: str) -> str:

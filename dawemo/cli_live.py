@@ -54,7 +54,7 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
 
 
 def _open_source(args: argparse.Namespace):
-    from dawemo.sources import DeviceSource, FileSource, JackSource
+    from dawemo.inputs.sources import DeviceSource, FileSource, JackSource
 
     if args.file is not None:
         return FileSource(args.file, realtime=args.realtime, loop=args.loop)
@@ -81,7 +81,7 @@ def run_live(args: argparse.Namespace, print_error) -> int:
     from dawemo.midi_out import MidiOutput, MidiPortError
     from dawemo.model import EmotionModel, ModelError
     from dawemo.recorder import AutomationRecorder
-    from dawemo.sources import AudioSourceError
+    from dawemo.inputs.sources import AudioSourceError
 
     if (args.realtime or args.loop) and args.file is None:
         print_error("--realtime and --loop apply to --file only")
@@ -197,7 +197,7 @@ def run_devices(args: argparse.Namespace) -> int:
     import json
 
     from dawemo.midi_out import list_midi_ports
-    from dawemo.sources import list_audio_devices
+    from dawemo.inputs.sources import list_audio_devices
 
     audio = list_audio_devices()
     midi = list_midi_ports()

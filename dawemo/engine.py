@@ -21,7 +21,7 @@ from dawemo import constants as C
 from dawemo.analysis import EmotionTracker, EmotionUpdate
 from dawemo.mapping import CcEvent, CcMapper, Preset, update_values
 from dawemo.model import EmotionModel
-from dawemo.sources import AudioSource, AudioSourceError
+from dawemo.inputs.sources import AudioSource, AudioSourceError
 
 WALL_CLOCK = "wall"  # live: updates and CC ticks on time.monotonic()
 STREAM_CLOCK = "stream"  # offline: on the audio's own time, as fast as the source delivers

@@ -137,7 +137,7 @@ def test_machine_panel_shows_moving_parameters_and_chain_errors(qtbot, window):
 def test_editing_a_lane_changes_what_is_sent_on_a_jack_midi_port(qtbot, window):
     import jack
 
-    from dawemo.jack_server import DummyJackServer
+    from dawemo.inputs.jack_server import DummyJackServer
     from tests.jack_helpers import Receiver, unique, wait_until
 
     with DummyJackServer(sample_rate=48000):
@@ -183,7 +183,7 @@ def test_dawemo_app_smoke(clip, tmp_path):
 
 @needs_jackd
 def test_midi_port_loss_is_shown_and_the_app_recovers(qtbot, window):
-    from dawemo.jack_server import DummyJackServer
+    from dawemo.inputs.jack_server import DummyJackServer
     from tests.jack_helpers import Receiver, unique
 
     with DummyJackServer(sample_rate=48000):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import chord_progression, write_audio
-from dawemo.audio_io import AudioInputError, load_audio
+from dawemo.inputs.audio_io import AudioInputError, load_audio
 
 
 def test_wav_cut_inside_its_data_is_reported_not_zero_filled(tmp_path):

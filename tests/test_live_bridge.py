@@ -16,11 +16,11 @@ import pytest
 from conftest import chord_progression, write_audio
 from dawemo import constants as C
 from dawemo.analysis import analyze_samples
-from dawemo.audio_io import load_audio
+from dawemo.inputs.audio_io import load_audio
 from dawemo.engine import STREAM_CLOCK, EmotionEngine
 from dawemo.mapping import load_preset
 from dawemo.model import EmotionModel
-from dawemo.sources import FileSource
+from dawemo.inputs.sources import FileSource
 from jack_helpers import JackPlayer, Receiver, connect, unique, wait_until
 
 needs_jackd = pytest.mark.skipif(shutil.which("jackd") is None,
@@ -104,8 +104,8 @@ def test_jack_audio_in_cc_out_as_a_daw_receives_it(contrast_clip):
     """
     import jack
 
-    from dawemo.jack_server import DummyJackServer
-    from dawemo.sources import StreamingResampler
+    from dawemo.inputs.jack_server import DummyJackServer
+    from dawemo.inputs.sources import StreamingResampler
 
     preset = load_preset("default")
     clip = load_audio(contrast_clip)
@@ -228,7 +228,7 @@ def test_run_errors_are_one_line_with_exit_2(contrast_clip, tmp_path, args, mess
 
 @needs_jackd
 def test_learn_sends_only_the_chosen_lane():
-    from dawemo.jack_server import DummyJackServer
+    from dawemo.inputs.jack_server import DummyJackServer
 
     with DummyJackServer():
         receiver = Receiver(unique("daw"))

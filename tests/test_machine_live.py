@@ -20,7 +20,7 @@ RATE = 48000
 
 @pytest.fixture(scope="module")
 def jack_server():
-    from dawemo.jack_server import DummyJackServer
+    from dawemo.inputs.jack_server import DummyJackServer
 
     with DummyJackServer(sample_rate=RATE, period_frames=1024) as server:
         yield server
@@ -38,7 +38,7 @@ def rms_dbfs(samples: np.ndarray) -> float:
 
 def test_machine_sound_follows_pushed_emotions_through_jack(jack_server):
     from dawemo.machine.live import JackMachine
-    from dawemo.sources import JackSource
+    from dawemo.inputs.sources import JackSource
 
     chain = parse_chain('[chain]\nname = "gain"\n[[plugin]]\nplugin = "Gain"\n[[plugin.lane]]\nparameter = "gain_db"\n'
                         'source = "tension"\nout_min = -40.0\nout_max = 0.0\nattack_s = 0.0\nrelease_s = 0.0\n')

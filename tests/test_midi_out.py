@@ -17,7 +17,7 @@ import pytest
 from jack_helpers import Receiver, connect, unique, wait_until
 import rtmidi
 
-from dawemo.jack_server import DummyJackServer
+from dawemo.inputs.jack_server import DummyJackServer
 from dawemo.midi_out import MidiOutput, MidiPortError, list_midi_ports, match_port_name
 
 needs_jack = pytest.mark.skipif(

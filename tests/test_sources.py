@@ -25,9 +25,9 @@ import pytest
 
 from conftest import chord_progression, write_audio
 from jack_helpers import JackPlayer
-from dawemo.audio_io import load_audio
-from dawemo.ring_buffer import FrameRing
-from dawemo.sources import (
+from dawemo.inputs.audio_io import load_audio
+from dawemo.inputs.ring_buffer import FrameRing
+from dawemo.inputs.sources import (
     AudioSourceError,
     DeviceSource,
     FileSource,
@@ -357,7 +357,7 @@ def jack_server():
     """A private ``jackd -d dummy`` shared by this module's JACK tests (named in JACK_DEFAULT_SERVER)."""
     if shutil.which("jackd") is None:
         pytest.skip("jackd not installed (Debian package jackd2; scripts/test.sh installs it)")
-    from dawemo.jack_server import DummyJackServer
+    from dawemo.inputs.jack_server import DummyJackServer
 
     with DummyJackServer(sample_rate=JACK_RATE, period_frames=1024) as server:
         yield server
@@ -445,7 +445,7 @@ def test_open_source_specs(clips):
 # argv[5] is the rate to ask the device for (0: its default).
 CAPTURE_SCRIPT = """
 import json, sys, time, numpy as np
-from dawemo.sources import DeviceSource
+from dawemo.inputs.sources import DeviceSource
 device, seconds, target_rate, out = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 sample_rate = float(sys.argv[5]) or None
 with DeviceSource(device, sample_rate=sample_rate, channels=2, target_rate=target_rate) as source:
@@ -561,7 +561,7 @@ pcm.dawemo_test_jack {{
     hint {{ show on description "dawemo test jack" }}
 }}
 """, tmp_path)
-    env.pop("ALSA_PLUGIN_DIR", None)  # dawemo.sources sets it
+    env.pop("ALSA_PLUGIN_DIR", None)  # dawemo.inputs.sources sets it
     try:
         report, received = run_capture("dawemo test jack", 1.5, 22050, tmp_path / "jack.npy", env, timeout_s=45)
     finally:

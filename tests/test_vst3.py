@@ -198,9 +198,9 @@ def test_live_instrument_is_played_from_a_jack_midi_port(test_synth):
 
     import mido
 
-    from dawemo.jack_server import DummyJackServer
+    from dawemo.inputs.jack_server import DummyJackServer
     from dawemo.machine.live import JackMachine
-    from dawemo.sources import JackSource
+    from dawemo.inputs.sources import JackSource
     from tests.jack_helpers import unique, wait_until
 
     chain = parse_chain(synth_chain(test_synth))

@@ -87,7 +87,7 @@ class EngineController(QObject):
         from dawemo.engine import WALL_CLOCK, EmotionEngine
         from dawemo.midi_out import MidiOutput, MidiPortError
         from dawemo.model import EmotionModel, ModelError
-        from dawemo.sources import AudioSourceError, DeviceSource, FileSource, JackSource
+        from dawemo.inputs.sources import AudioSourceError, DeviceSource, FileSource, JackSource
 
         if self.running:
             return

@@ -19,7 +19,7 @@ import numpy as np
 
 from dawemo import constants as C
 from dawemo.analysis import EmotionTracker, EmotionUpdate, analyze_samples
-from dawemo.audio_io import AudioInputError, load_audio, path_problem
+from dawemo.inputs.audio_io import AudioInputError, load_audio, path_problem
 from dawemo.machine.chain import Chain
 from dawemo.machine.processor import MachineChain
 from dawemo.mapping import update_values

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.audio_io import load_audio
+from dawemo.inputs.audio_io import load_audio
 from dawemo.frontend import spectrogram
 from dawemo.training.spectrogram_pack import decode, encode, pack_keys, read_encoded, write_encoded
 

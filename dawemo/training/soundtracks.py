@@ -53,7 +53,7 @@ def load_soundtracks(root: str | Path | None = None, cache_dir: str | Path = "ca
         stored = load_pack(cache, ids)
         spectrograms = [stored[i] for i in ids]
     else:
-        from dawemo.audio_io import load_audio  # pedalboard: not needed when the cache travels
+        from dawemo.inputs.audio_io import load_audio  # pedalboard: not needed when the cache travels
         from dawemo.frontend import spectrogram
 
         spectrograms = []

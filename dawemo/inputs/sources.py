@@ -6,7 +6,7 @@ the previous call, already at ``target_rate`` (the model's 22050 Hz by default).
 
 Real-time discipline (after friture): the code that runs on the audio side (the JACK process
 callback, the device reader thread) only copies samples into a preallocated ring
-(``dawemo.ring_buffer.FrameRing``); downmixing, resampling and metering happen in ``read`` on
+(``dawemo.inputs.ring_buffer.FrameRing``); downmixing, resampling and metering happen in ``read`` on
 the consumer's thread. A consumer that falls behind loses the newest audio, counted in
 ``dropped_frames``; nothing on the audio side waits for it or raises.
 """
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.audio_io import path_problem
-from dawemo.ring_buffer import FrameRing
+from dawemo.inputs.audio_io import path_problem
+from dawemo.inputs.ring_buffer import FrameRing
 
 SILENCE_DBFS = -120.0  # level reported for digital silence and before any audio
 _POLL_S = 0.005  # how often a waiting read() or the device reader looks for new frames
@@ -145,7 +145,7 @@ class AudioSource(abc.ABC):
 
 
 def _downmix(block: np.ndarray) -> np.ndarray:
-    """(channels, n) -> (n,) float32 channel mean, as ``dawemo.audio_io.to_mono`` does for files."""
+    """(channels, n) -> (n,) float32 channel mean, as ``dawemo.inputs.audio_io.to_mono`` does for files."""
     return block[0] if block.shape[0] == 1 else block.mean(axis=0, dtype=np.float32)
 
 
@@ -559,7 +559,7 @@ class FileSource(AudioSource):
     In real time, blocks are released as the clock advances since ``open``; audio the consumer
     does not collect within ``buffer_s`` is skipped and counted in ``dropped_frames``, as a device
     would. With ``realtime=False`` each ``read`` returns the next ``block_s`` at once. The samples
-    equal ``dawemo.audio_io.load_audio``'s (same decoder and resampler, streamed).
+    equal ``dawemo.inputs.audio_io.load_audio``'s (same decoder and resampler, streamed).
 
     Args:
         path: the audio file.

@@ -1,0 +1,1 @@
+"""Audio in: files, audio devices and JACK ports, delivered as mono blocks at the model's rate."""
