@@ -31,13 +31,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dawemo import constants as C  # noqa: E402
-from dawemo.frontend import network_input, segment_starts  # noqa: E402
+from dawemo.emotion.frontend import network_input, segment_starts  # noqa: E402
 from dawemo.training.signal_estimates import ESTIMATES_OF, band_centres_hz, signal_estimates  # noqa: E402
 
 
 def model_features(spectrograms: list[np.ndarray]) -> tuple[np.ndarray, str]:
     """Whole-clip features of the shipped model, as ``dawemo analyze`` summarises a file."""
-    from dawemo.model import EmotionModel
+    from dawemo.emotion.model import EmotionModel
 
     model = EmotionModel(use_gpu=False)
     rows = []

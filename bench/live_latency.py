@@ -32,7 +32,7 @@ from dawemo.engine import EmotionEngine  # noqa: E402
 from dawemo.inputs.jack_server import DummyJackServer  # noqa: E402
 from dawemo.mapping import load_preset  # noqa: E402
 from dawemo.midi_out import MidiOutput  # noqa: E402
-from dawemo.model import EmotionModel  # noqa: E402
+from dawemo.emotion.model import EmotionModel  # noqa: E402
 from dawemo.inputs.sources import JackSource, StreamingResampler  # noqa: E402
 from dawemo.training.soundtracks import DEFAULT_ROOT  # noqa: E402
 from jack_helpers import JackPlayer, Receiver, connect  # noqa: E402

@@ -21,9 +21,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dawemo import constants as C  # noqa: E402
-from dawemo.analysis import EmotionTracker  # noqa: E402
+from dawemo.emotion.tracker import EmotionTracker  # noqa: E402
 from dawemo.inputs.audio_io import load_audio  # noqa: E402
-from dawemo.model import EmotionModel  # noqa: E402
+from dawemo.emotion.model import EmotionModel  # noqa: E402
 from dawemo.training.soundtracks import DEFAULT_ROOT  # noqa: E402
 
 

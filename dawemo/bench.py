@@ -75,9 +75,9 @@ def run_benchmark(model_path=None, window_s: float = REFERENCE_WINDOW_S, hop_s: 
     """Milliseconds per update for the shipped model (streaming) and the reference (recomputed window)."""
     import onnxruntime as ort
 
-    from dawemo.analysis import EmotionTracker
-    from dawemo.frontend import SpectrogramFrontEnd, normalize_segments
-    from dawemo.model import EmotionModel
+    from dawemo.emotion.tracker import EmotionTracker
+    from dawemo.emotion.frontend import SpectrogramFrontEnd, normalize_segments
+    from dawemo.emotion.model import EmotionModel
 
     model = EmotionModel(model_path, threads=threads, use_gpu=False)
     tracker = EmotionTracker(model, window_s, hop_s)

@@ -265,7 +265,7 @@ def resolve_window(model, window_s: float, hop_s: float) -> tuple[float, float]:
     Raises:
         UsageError: the window is shorter than one model segment.
     """
-    from dawemo.analysis import EmotionTracker
+    from dawemo.emotion.tracker import EmotionTracker
 
     segment_s = model.segment_frames / model.frames_per_s
     if window_s < segment_s:
@@ -281,9 +281,9 @@ def analyze_file(path: Path, model, window_s: float, hop_s: float):
     """Decode and analyse one file -> ``report.FileReport``; every failure becomes its ``error``."""
     import numpy as np
 
-    from dawemo.analysis import analyze_samples
+    from dawemo.emotion.tracker import analyze_samples
     from dawemo.inputs.audio_io import AudioInputError, load_audio
-    from dawemo.report import FileReport
+    from dawemo.emotion.report import FileReport
 
     def strip_path(message: str) -> str:
         # load_audio prefixes its messages with the path; the report has a path field already.
@@ -311,8 +311,8 @@ def analyze_file(path: Path, model, window_s: float, hop_s: float):
 
 def run_analyze(args: argparse.Namespace) -> int:
     """``dawemo analyze``: per-file clip summaries and timelines -> stdout / JSON / CSV / figures."""
-    from dawemo import report
-    from dawemo.model import EmotionModel, ModelError
+    from dawemo.emotion import report
+    from dawemo.emotion.model import EmotionModel, ModelError
 
     try:
         check_analyze_outputs(args)
@@ -361,7 +361,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def save_plot(document: dict, entry: dict, target: Path) -> None:
     """Render and write one file's figure (matplotlib imported only when a plot is asked for)."""
-    from dawemo.plot import save_file_plot
+    from dawemo.emotion.plot import save_file_plot
 
     save_file_plot(document, entry, target)
 
@@ -421,7 +421,7 @@ def run_bench(args: argparse.Namespace) -> int:
     import json
 
     from dawemo.bench import format_report, run_benchmark
-    from dawemo.model import ModelError
+    from dawemo.emotion.model import ModelError
 
     try:
         result = run_benchmark(args.model, args.window_s, args.hop_s, args.updates, args.threads)

@@ -79,7 +79,7 @@ def run_live(args: argparse.Namespace, print_error) -> int:
     from dawemo.engine import STREAM_CLOCK, WALL_CLOCK, EmotionEngine
     from dawemo.mapping import PresetError, load_preset
     from dawemo.midi_out import MidiOutput, MidiPortError
-    from dawemo.model import EmotionModel, ModelError
+    from dawemo.emotion.model import EmotionModel, ModelError
     from dawemo.recorder import AutomationRecorder
     from dawemo.inputs.sources import AudioSourceError
 

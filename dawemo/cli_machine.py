@@ -64,10 +64,10 @@ def configure_render(parser: argparse.ArgumentParser, positive_seconds) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from dawemo.analysis import EmotionTracker
+    from dawemo.emotion.tracker import EmotionTracker
     from dawemo.machine.chain import ChainError, load_chain
     from dawemo.machine.render import RenderError, render
-    from dawemo.model import EmotionModel, ModelError
+    from dawemo.emotion.model import EmotionModel, ModelError
 
     if args.block_size < 1:
         print(f"{PROG}: error: --block-size must be at least 1, got {args.block_size}", file=sys.stderr)

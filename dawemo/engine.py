@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.analysis import EmotionTracker, EmotionUpdate
+from dawemo.emotion.tracker import EmotionTracker, EmotionUpdate
 from dawemo.mapping import CcEvent, CcMapper, Preset, update_values
-from dawemo.model import EmotionModel
+from dawemo.emotion.model import EmotionModel
 from dawemo.inputs.sources import AudioSource, AudioSourceError
 
 WALL_CLOCK = "wall"  # live: updates and CC ticks on time.monotonic()

@@ -165,7 +165,7 @@ def probe_scores(net, context_frames: int, pair_numbers: range) -> dict:
     import probe_audio
 
     from dawemo import constants as C
-    from dawemo.frontend import spectrogram
+    from dawemo.emotion.frontend import spectrogram
     from dawemo.training.train import predict_clips
 
     scores = {}

@@ -679,12 +679,12 @@ def probe_report(model, qualities: tuple[str, ...] = C.MIDLEVEL_NAMES) -> dict:
     """Run the model on every probe pair.
 
     Args:
-        model: a ``dawemo.model.EmotionModel``.
+        model: a ``dawemo.emotion.model.EmotionModel``.
     Returns:
         quality -> {"pairs", "correct", "accuracy", "mean_difference", "differences"}, where a
         pair is correct when feature(more) > feature(less) and differences are more - less.
     """
-    from dawemo.analysis import analyze_samples
+    from dawemo.emotion.tracker import analyze_samples
 
     report = {}
     for quality in qualities:

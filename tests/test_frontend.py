@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dawemo import constants as C
-from dawemo.frontend import (SpectrogramFrontEnd, log_filterbank, network_input, normalize_segments,
+from dawemo.emotion.frontend import (SpectrogramFrontEnd, log_filterbank, network_input, normalize_segments,
                              segment_starts, spectrogram)
 
 

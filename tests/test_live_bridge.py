@@ -15,11 +15,11 @@ import pytest
 
 from conftest import chord_progression, write_audio
 from dawemo import constants as C
-from dawemo.analysis import analyze_samples
+from dawemo.emotion.tracker import analyze_samples
 from dawemo.inputs.audio_io import load_audio
 from dawemo.engine import STREAM_CLOCK, EmotionEngine
 from dawemo.mapping import load_preset
-from dawemo.model import EmotionModel
+from dawemo.emotion.model import EmotionModel
 from dawemo.inputs.sources import FileSource
 from jack_helpers import JackPlayer, Receiver, connect, unique, wait_until
 

@@ -31,7 +31,7 @@ MODEL_ENV = "DAWEMO_PROBE_MODEL"
 @pytest.fixture(scope="module")
 def probe_results() -> dict:
     """The model's probe report, printed as a table once per run."""
-    from dawemo.model import EmotionModel, default_model_path
+    from dawemo.emotion.model import EmotionModel, default_model_path
 
     candidate = os.environ.get(MODEL_ENV)
     if candidate:

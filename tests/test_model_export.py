@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch", reason="training tests need the train extra
 pytest.importorskip("onnx", reason="export needs onnx (pip install -e .[train])")
 
 from dawemo import constants as C  # noqa: E402
-from dawemo.analysis import EmotionTracker, analyze_samples  # noqa: E402
-from dawemo.frontend import spectrogram  # noqa: E402
-from dawemo.model import EmotionModel  # noqa: E402
+from dawemo.emotion.tracker import EmotionTracker, analyze_samples  # noqa: E402
+from dawemo.emotion.frontend import spectrogram  # noqa: E402
+from dawemo.emotion.model import EmotionModel  # noqa: E402
 from dawemo.training.config import TrainConfig  # noqa: E402
 from dawemo.training.export import export_onnx  # noqa: E402
 from dawemo.training.train import ContrastPairs, predict_clips, train_model  # noqa: E402
@@ -47,7 +47,7 @@ def trained(tmp_path_factory):
 
 def test_onnx_runtime_matches_pytorch(trained):
     net, path, _, spectrograms, _ = trained
-    from dawemo.frontend import network_input, segment_starts
+    from dawemo.emotion.frontend import network_input, segment_starts
 
     segments = network_input(spectrograms[0], segment_starts(len(spectrograms[0])), context_frames=200)
     model = EmotionModel(path, use_gpu=False)
@@ -203,7 +203,7 @@ def test_pair_branch_is_seeded_and_learns_to_order_its_pairs(trained):
 
 
 def test_branched_net_exports_with_the_branch_logits_in_its_columns(trained, tmp_path):
-    from dawemo.frontend import network_input, segment_starts
+    from dawemo.emotion.frontend import network_input, segment_starts
     from dawemo.training.net import BranchedNet, MidlevelEmotionNet
 
     net, _, _, spectrograms, config = trained

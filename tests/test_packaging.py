@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dawemo import constants as C
-from dawemo.model import EmotionModel, ModelError, default_model_path
+from dawemo.emotion.model import EmotionModel, ModelError, default_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dawemo import constants as C
-from dawemo.model import EmotionModel, default_model_path
+from dawemo.emotion.model import EmotionModel, default_model_path
 
 pytestmark = pytest.mark.skipif(not default_model_path().is_file(), reason="shipped model not built")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dawemo import constants as C
-from dawemo.frontend import spectrogram
+from dawemo.emotion.frontend import spectrogram
 from dawemo.training.signal_estimates import ESTIMATES_OF, band_centres_hz, estimate_matrix, signal_estimates
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -58,7 +58,7 @@ def write_soundtracks_folder(root: Path) -> np.ndarray:
                            "(apt-get install fluidsynth fluid-soundfont-gm)")
 @pytest.mark.parametrize("branch_qualities", ["", "melodiousness,tonal_stability"], ids=["joint", "with-branch"])
 def test_train_command_builds_a_cross_fitted_model_with_its_report(tmp_path, branch_qualities):
-    from dawemo.model import EmotionModel
+    from dawemo.emotion.model import EmotionModel
     from dawemo.training.head import fit_emotion_head, without_columns
 
     ratings = write_soundtracks_folder(tmp_path / "soundtracks")
@@ -107,7 +107,7 @@ def test_train_command_builds_a_cross_fitted_model_with_its_report(tmp_path, bra
         plain, grouped = (np.array(report[s]["out_of_fold_midlevel"]) for s in ("cv", "album_grouped_cv"))
         np.testing.assert_array_equal(plain[:, columns], grouped[:, columns])
         assert not np.allclose(plain[:, columns], np.array(report["cv"]["joint_out_of_fold_midlevel"])[:, columns])
-        from dawemo.frontend import network_input, segment_starts
+        from dawemo.emotion.frontend import network_input, segment_starts
         from dawemo.training.soundtracks import load_soundtracks
 
         spec = load_soundtracks(tmp_path / "soundtracks", tmp_path / "cache").spectrograms[0]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dawemo import constants as C
-from dawemo.frontend import network_input, segment_starts, spectrogram
+from dawemo.emotion.frontend import network_input, segment_starts, spectrogram
 from dawemo.training.evaluate import kfold_splits
 from dawemo.training.head import crossfitted_head_metrics, fit_emotion_head
 from dawemo.training.spectrogram_pack import STEP_DB, load_pack, save_pack

@@ -86,7 +86,7 @@ class EngineController(QObject):
         """Open everything or nothing; raises ValueError with one line for the user."""
         from dawemo.engine import WALL_CLOCK, EmotionEngine
         from dawemo.midi_out import MidiOutput, MidiPortError
-        from dawemo.model import EmotionModel, ModelError
+        from dawemo.emotion.model import EmotionModel, ModelError
         from dawemo.inputs.sources import AudioSourceError, DeviceSource, FileSource, JackSource
 
         if self.running:

@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
     # -- layout ---------------------------------------------------------------------------------
 
     def _build(self, preset) -> None:
-        from dawemo.model import EmotionModel
+        from dawemo.emotion.model import EmotionModel
 
         central = QWidget()
         outer = QVBoxLayout(central)

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.analysis import EmotionTracker, EmotionUpdate, analyze_samples
+from dawemo.emotion.tracker import EmotionTracker, EmotionUpdate, analyze_samples
 from dawemo.inputs.audio_io import AudioInputError, load_audio, path_problem
 from dawemo.machine.chain import Chain
 from dawemo.machine.processor import MachineChain
@@ -195,7 +195,7 @@ def render(music_path: Path, machine_path: Path, chain: Chain, output_path: Path
            mix_path: Path | None = None, curves_path: Path | None = None,
            progress: Callable[[str, float], None] | None = None) -> RenderResult:
     """Analyse ``music_path``, then render ``machine_path`` through ``chain``; raises RenderError."""
-    from dawemo.model import EmotionModel
+    from dawemo.emotion.model import EmotionModel
 
     started = time.perf_counter()
     model = model or EmotionModel()

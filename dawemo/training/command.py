@@ -71,7 +71,7 @@ def load_contrast_pairs(corpus: Path, pairs_per_quality: int, seed: int, cache: 
     keys = [f"{r.pair_id}_{side}" for r in records for side in ("more", "less")]
     if not cached.exists():
         from dawemo.inputs.audio_io import load_audio  # pedalboard: not needed when the cache travels
-        from dawemo.frontend import spectrogram
+        from dawemo.emotion.frontend import spectrogram
 
         save_pack(cached, {f"{r.pair_id}_{side}": spectrogram(load_audio(getattr(r, f"{side}_path")))
                            for r in records for side in ("more", "less")})

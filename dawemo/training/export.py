@@ -38,7 +38,7 @@ def model_metadata(net: MidlevelEmotionNet, name: str, version: str, context_fra
         "default_window_s": C.DEFAULT_WINDOW_S,
         "default_hop_s": C.DEFAULT_HOP_S,
         "input_normalisation": "log10(mag + 1e-3*mean(context)) minus mean log of context, context = the "
-                               "context_frames frames ending with the segment (dawemo.frontend.network_input)",
+                               "context_frames frames ending with the segment (dawemo.emotion.frontend.network_input)",
     }
     meta.update(extra or {})
     return meta

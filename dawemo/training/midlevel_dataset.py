@@ -24,7 +24,7 @@ import numpy as np
 
 from dawemo import constants as C
 from dawemo.inputs.audio_io import load_audio
-from dawemo.frontend import spectrogram
+from dawemo.emotion.frontend import spectrogram
 from dawemo.training.spectrogram_pack import decode, encode, pack_keys, read_encoded, write_encoded
 
 log = logging.getLogger(__name__)

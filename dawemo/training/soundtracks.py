@@ -54,7 +54,7 @@ def load_soundtracks(root: str | Path | None = None, cache_dir: str | Path = "ca
         spectrograms = [stored[i] for i in ids]
     else:
         from dawemo.inputs.audio_io import load_audio  # pedalboard: not needed when the cache travels
-        from dawemo.frontend import spectrogram
+        from dawemo.emotion.frontend import spectrogram
 
         spectrograms = []
         for n, i in enumerate(ids):

@@ -1,6 +1,6 @@
 """Joint training (A2Mid2E-Joint): emotion regression on Soundtracks + mid-level ranking on contrast pairs.
 
-Every input goes through ``dawemo.frontend`` exactly as at run time: linear filterbank
+Every input goes through ``dawemo.emotion.frontend`` exactly as at run time: linear filterbank
 magnitudes are cut into segments and normalised with ``normalize_segments``.
 """
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from dawemo import constants as C
-from dawemo.frontend import network_input, segment_starts
+from dawemo.emotion.frontend import network_input, segment_starts
 from dawemo.training.config import TrainConfig
 from dawemo.training.net import MidlevelEmotionNet
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.frontend import SpectrogramFrontEnd, network_input
-from dawemo.model import EmotionModel
+from dawemo.emotion.frontend import SpectrogramFrontEnd, network_input
+from dawemo.emotion.model import EmotionModel
 
 
 @dataclass

@@ -58,7 +58,7 @@ class FileReport:
     path: str
     duration_s: float | None
     error: str | None
-    analysis: object | None  # dawemo.analysis.Analysis when error is None
+    analysis: object | None  # dawemo.emotion.tracker.Analysis when error is None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.report import atomic_write, contributions, dominant_emotion
+from dawemo.emotion.report import atomic_write, contributions, dominant_emotion
 
 FIGSIZE_IN = (16.0, 10.0)
 DPI = 100

@@ -1,0 +1,1 @@
+"""Audio to values: the spectrogram front end, the ONNX model, the streaming tracker, reports and plots."""
