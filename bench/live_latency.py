@@ -30,8 +30,8 @@ from dawemo.inputs.audio_io import load_audio  # noqa: E402
 from dawemo.demo import demo_clip  # noqa: E402
 from dawemo.engine import EmotionEngine  # noqa: E402
 from dawemo.inputs.jack_server import DummyJackServer  # noqa: E402
-from dawemo.mapping import load_preset  # noqa: E402
-from dawemo.midi_out import MidiOutput  # noqa: E402
+from dawemo.outputs.mapping import load_preset  # noqa: E402
+from dawemo.outputs.midi import MidiOutput  # noqa: E402
 from dawemo.emotion.model import EmotionModel  # noqa: E402
 from dawemo.inputs.sources import JackSource, StreamingResampler  # noqa: E402
 from dawemo.training.soundtracks import DEFAULT_ROOT  # noqa: E402

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dawemo.machine.chain import load_chain, shipped_chains  # noqa: E402
 from dawemo.machine.processor import MachineChain  # noqa: E402
 from dawemo.machine.render import render  # noqa: E402
-from dawemo.mapping import update_values  # noqa: E402
+from dawemo.outputs.mapping import update_values  # noqa: E402
 from dawemo.emotion.model import EmotionModel  # noqa: E402
 from tests.conftest import chord_progression, write_audio  # noqa: E402
 

@@ -77,10 +77,10 @@ def _view_line(stats, names: tuple[str, ...]) -> str:
 def run_live(args: argparse.Namespace, print_error) -> int:
     """Run the live bridge until the file ends, --duration-s passes, or Ctrl-C."""
     from dawemo.engine import STREAM_CLOCK, WALL_CLOCK, EmotionEngine
-    from dawemo.mapping import PresetError, load_preset
-    from dawemo.midi_out import MidiOutput, MidiPortError
+    from dawemo.outputs.mapping import PresetError, load_preset
+    from dawemo.outputs.midi import MidiOutput, MidiPortError
     from dawemo.emotion.model import EmotionModel, ModelError
-    from dawemo.recorder import AutomationRecorder
+    from dawemo.outputs.recorder import AutomationRecorder
     from dawemo.inputs.sources import AudioSourceError
 
     if (args.realtime or args.loop) and args.file is None:
@@ -196,7 +196,7 @@ def run_devices(args: argparse.Namespace) -> int:
     """List audio inputs/outputs (pedalboard, JACK) and MIDI ports."""
     import json
 
-    from dawemo.midi_out import list_midi_ports
+    from dawemo.outputs.midi import list_midi_ports
     from dawemo.inputs.sources import list_audio_devices
 
     audio = list_audio_devices()
@@ -234,8 +234,8 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
 
 def run_learn(args: argparse.Namespace, print_error) -> int:
     """Send one lane alone (a short sweep of its CC) so a DAW's MIDI-learn binds exactly that lane."""
-    from dawemo.mapping import CcMapper, PresetError, load_preset
-    from dawemo.midi_out import MidiOutput, MidiPortError
+    from dawemo.outputs.mapping import CcMapper, PresetError, load_preset
+    from dawemo.outputs.midi import MidiOutput, MidiPortError
 
     try:
         preset = load_preset(args.preset)

@@ -19,7 +19,7 @@ import numpy as np
 
 from dawemo import constants as C
 from dawemo.emotion.tracker import EmotionTracker, EmotionUpdate
-from dawemo.mapping import CcEvent, CcMapper, Preset, update_values
+from dawemo.outputs.mapping import CcEvent, CcMapper, Preset, update_values
 from dawemo.emotion.model import EmotionModel
 from dawemo.inputs.sources import AudioSource, AudioSourceError
 

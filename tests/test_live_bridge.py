@@ -18,7 +18,7 @@ from dawemo import constants as C
 from dawemo.emotion.tracker import analyze_samples
 from dawemo.inputs.audio_io import load_audio
 from dawemo.engine import STREAM_CLOCK, EmotionEngine
-from dawemo.mapping import load_preset
+from dawemo.outputs.mapping import load_preset
 from dawemo.emotion.model import EmotionModel
 from dawemo.inputs.sources import FileSource
 from jack_helpers import JackPlayer, Receiver, connect, unique, wait_until
@@ -76,7 +76,7 @@ def test_recording_starts_and_stops_while_the_engine_runs(contrast_clip, tmp_pat
     """set_recorder swaps recorders under the engine's threads; the returned one is no longer written."""
     import mido
 
-    from dawemo.recorder import AutomationRecorder
+    from dawemo.outputs.recorder import AutomationRecorder
 
     preset = load_preset("default")
     midi_path, timeline_path = tmp_path / "take.mid", tmp_path / "take.csv"

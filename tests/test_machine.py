@@ -16,7 +16,7 @@ import pytest
 from dawemo.cli import main
 from dawemo.machine.chain import ChainError, load_chain, parse_chain, shipped_chains
 from dawemo.machine.processor import MachineChain
-from dawemo.mapping import update_values
+from dawemo.outputs.mapping import update_values
 from tests.conftest import chord_progression, write_audio
 
 SR = 44100

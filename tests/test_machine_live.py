@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dawemo.machine.chain import parse_chain
-from dawemo.mapping import update_values
+from dawemo.outputs.mapping import update_values
 from tests.jack_helpers import JackPlayer, unique, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None,

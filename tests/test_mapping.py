@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dawemo import constants as C
-from dawemo import mapping
-from dawemo.mapping import (CURVES, CcEvent, CcMapper, Lane, Preset, PresetError, apply_curve, cc_value,
+from dawemo.outputs import mapping
+from dawemo.outputs.mapping import (CURVES, CcEvent, CcMapper, Lane, Preset, PresetError, apply_curve, cc_value,
                             dump_preset, encode_cc, load_preset, parse_preset, save_preset, update_values)
 
 # Reading TOML needs Python 3.11+ or tomli (an optional backport on 3.10).

@@ -18,7 +18,7 @@ from jack_helpers import Receiver, connect, unique, wait_until
 import rtmidi
 
 from dawemo.inputs.jack_server import DummyJackServer
-from dawemo.midi_out import MidiOutput, MidiPortError, list_midi_ports, match_port_name
+from dawemo.outputs.midi import MidiOutput, MidiPortError, list_midi_ports, match_port_name
 
 needs_jack = pytest.mark.skipif(
     shutil.which("jackd") is None or rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api(),
@@ -199,7 +199,7 @@ def test_full_queue_drops_oldest_for_same_control(jack_server, receiver):
 def test_existing_port_by_substring_and_other_message_forms(jack_server, receiver):
     import mido
 
-    from dawemo.mapping import CcEvent
+    from dawemo.outputs.mapping import CcEvent
 
     recv = receiver(client=unique("synth"), port="midi_in")
     with MidiOutput("MIDI_IN", api="auto", client_name=unique("dawemo")) as output:

@@ -15,7 +15,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from dawemo.recorder import (END_OF_TRACK, SECTOR_BYTES, AutomationRecorder, padding_start, read_timeline,
+from dawemo.outputs.recorder import (END_OF_TRACK, SECTOR_BYTES, AutomationRecorder, padding_start, read_timeline,
                              varlen)
 
 LANES = [("valence", 0, 1), ("energy", 1, 74), ("tension", 2, (20, 52))]
@@ -74,7 +74,7 @@ def test_other_tempo_and_out_of_order_or_early_events(tmp_path):
 
 def test_mapping_lanes_and_cc_events(tmp_path):
     """The mapping module's Lane and CcEvent objects go in as they are."""
-    from dawemo.mapping import CcEvent, Lane
+    from dawemo.outputs.mapping import CcEvent, Lane
 
     lanes = [Lane(source="valence", cc=1), Lane(source="tension", channel=3, cc14=20, name="tension fine")]
     path = tmp_path / "mapped.mid"
@@ -194,7 +194,7 @@ def test_full_rewrites_stay_logarithmic(tmp_path):
 
 CHILD = """
 import sys, time
-from dawemo.recorder import AutomationRecorder
+from dawemo.outputs.recorder import AutomationRecorder
 lanes = [("valence", 0, 1), ("energy", 1, 74), ("tension", 2, (20, 52))]
 start_s = time.monotonic()
 with AutomationRecorder(sys.argv[1], sys.argv[2], lanes=lanes, start_time_s=start_s) as recorder:

@@ -15,7 +15,7 @@ import pytest
 from dawemo.cli import main
 from dawemo.machine.chain import ChainError, parse_chain
 from dawemo.machine.processor import MachineChain
-from dawemo.mapping import update_values
+from dawemo.outputs.mapping import update_values
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 44100

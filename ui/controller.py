@@ -27,7 +27,7 @@ class SessionConfig:
     file_loop: bool = True
     midi_mode: str = "virtual"  # virtual, existing, none
     midi_name: str = "dawemo"
-    preset: object = None  # a dawemo.mapping.Preset
+    preset: object = None  # a dawemo.outputs.mapping.Preset
     model_path: str = ""
     chain: object = None  # a dawemo.machine.chain.Chain, or None
     machine_input: str = ""
@@ -85,7 +85,7 @@ class EngineController(QObject):
     def start(self, config: SessionConfig) -> None:
         """Open everything or nothing; raises ValueError with one line for the user."""
         from dawemo.engine import WALL_CLOCK, EmotionEngine
-        from dawemo.midi_out import MidiOutput, MidiPortError
+        from dawemo.outputs.midi import MidiOutput, MidiPortError
         from dawemo.emotion.model import EmotionModel, ModelError
         from dawemo.inputs.sources import AudioSourceError, DeviceSource, FileSource, JackSource
 
@@ -148,7 +148,7 @@ class EngineController(QObject):
     # -- recording ------------------------------------------------------------------------------
 
     def start_recording(self, midi_path: str, timeline_path: str, tempo_bpm: float = 120.0) -> None:
-        from dawemo.recorder import AutomationRecorder
+        from dawemo.outputs.recorder import AutomationRecorder
 
         if not self.running:
             raise ValueError("start the engine before recording")

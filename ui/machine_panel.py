@@ -10,7 +10,7 @@ from PyQt6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, Q
 
 from dawemo.machine.chain import ChainError, parse_chain, shipped_chains
 from dawemo.machine.processor import ParameterMapper
-from dawemo.mapping import DEFAULT_HOP_S
+from dawemo.outputs.mapping import DEFAULT_HOP_S
 
 
 class MachinePanel(QWidget):

@@ -16,7 +16,7 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, 
                              QWidget)
 
 from dawemo import constants as C
-from dawemo.mapping import PresetError, load_preset
+from dawemo.outputs.mapping import PresetError, load_preset
 from ui.controller import EngineController, History, SessionConfig
 from ui.machine_panel import MachinePanel
 from ui.mapping_editor import MappingEditor

@@ -30,7 +30,7 @@ from pathlib import Path
 from dawemo import constants as C
 from dawemo.machine.plugins import (LADDER_MODES, ParameterInfo, PluginError, is_external, load_plugin,
                                     parameters_of)
-from dawemo.mapping import (SOURCES, PresetError, RangeMapping, _Locator, _check_keys, _fail, _need_number,
+from dawemo.outputs.mapping import (SOURCES, PresetError, RangeMapping, _Locator, _check_keys, _fail, _need_number,
                             _need_string, _suggest, _type_name, check_curve, check_smoothing, read_shipped_or_file,
                             read_toml, shipped_names)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from dawemo.machine.chain import Chain
 from dawemo.machine.processor import MachineChain
-from dawemo.mapping import DEFAULT_HOP_S
+from dawemo.outputs.mapping import DEFAULT_HOP_S
 from dawemo.inputs.ring_buffer import FrameRing
 from dawemo.inputs.sources import match_jack_ports, open_jack_client
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from dawemo.machine.chain import Chain
 from dawemo.machine.plugins import VELOCITY
-from dawemo.mapping import DEFAULT_HOP_S, LaneMapper
+from dawemo.outputs.mapping import DEFAULT_HOP_S, LaneMapper
 
 
 class ParameterMapper(LaneMapper):

@@ -22,7 +22,7 @@ from dawemo.emotion.tracker import EmotionTracker, EmotionUpdate, analyze_sample
 from dawemo.inputs.audio_io import AudioInputError, load_audio, path_problem
 from dawemo.machine.chain import Chain
 from dawemo.machine.processor import MachineChain
-from dawemo.mapping import update_values
+from dawemo.outputs.mapping import update_values
 
 
 class RenderError(Exception):

@@ -117,7 +117,7 @@ def padding_start(offset: int, end: int) -> tuple[bytes, int, int] | None:
 
 def _parse_lane(lane) -> tuple[str, int, tuple[int, ...]]:
     """(name, channel, control or (msb, lsb)) tuple, or an object with ``name``, ``channel`` and
-    ``controls`` (like ``dawemo.mapping.Lane``) or ``control``."""
+    ``controls`` (like ``dawemo.outputs.mapping.Lane``) or ``control``."""
     if isinstance(lane, (tuple, list)):
         name, channel, control = lane
     else:
@@ -152,7 +152,7 @@ class AutomationRecorder:
         timeline_path: optional .csv (default format) or .jsonl file for ``record_update``.
         tempo_bpm: the tempo the file is laid out at; set the DAW project to it.
         lanes: per lane ``(name, channel 0-15, control 0-127 or (msb, lsb))`` or objects with
-            ``name``/``channel``/``controls`` (``dawemo.mapping.Lane``); lane i becomes track
+            ``name``/``channel``/``controls`` (``dawemo.outputs.mapping.Lane``); lane i becomes track
             i + 1, named ``name``.
         columns: timeline value names, in column order; None: the first update's keys.
         ppq: ticks per quarter note.

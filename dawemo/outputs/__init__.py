@@ -1,0 +1,1 @@
+"""Values out: the CC mapping (presets, lanes), MIDI ports, and the automation recorder."""
