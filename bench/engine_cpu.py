@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from dawemo import constants as C  # noqa: E402
 from dawemo.inputs.audio_io import load_audio  # noqa: E402
-from dawemo.demo import demo_clip  # noqa: E402
+from dawemo.cli.demo import demo_clip  # noqa: E402
 from dawemo.inputs.jack_server import DummyJackServer  # noqa: E402
 from dawemo.inputs.sources import StreamingResampler  # noqa: E402
 from dawemo.training.soundtracks import DEFAULT_ROOT  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> int:
         player = JackPlayer([StreamingResampler(C.SAMPLE_RATE, server.sample_rate).process(signal).astype(np.float32)],
                             name=unique("daw"))
         port = unique("dawemo-cc")
-        process = subprocess.Popen([sys.executable, "-m", "dawemo.cli", "run", "--jack-input", f"{player.name}:out_1",
+        process = subprocess.Popen([sys.executable, "-m", "dawemo.cli.main", "run", "--jack-input", f"{player.name}:out_1",
                                     "--virtual-port", port, "--midi-api", "jack", "-q",
                                     "--duration-s", str(args.duration_s + 10)], stderr=subprocess.PIPE, text=True)
         try:

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dawemo.emotion.tracker import analyze_samples  # noqa: E402
 from dawemo.inputs.audio_io import load_audio  # noqa: E402
-from dawemo.demo import demo_clip  # noqa: E402
+from dawemo.cli.demo import demo_clip  # noqa: E402
 from dawemo.emotion.model import EmotionModel  # noqa: E402
 from dawemo.training.soundtracks import DEFAULT_ROOT  # noqa: E402
 

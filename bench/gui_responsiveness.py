@@ -32,7 +32,7 @@ def main() -> int:
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from dawemo.demo import write_demo_clip
+    from dawemo.cli.demo import write_demo_clip
     from ui.main_window import MainWindow
     from ui.settings import AppSettings
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from dawemo import constants as C  # noqa: E402
 from dawemo.inputs.audio_io import load_audio  # noqa: E402
-from dawemo.demo import demo_clip  # noqa: E402
+from dawemo.cli.demo import demo_clip  # noqa: E402
 from dawemo.engine import EmotionEngine  # noqa: E402
 from dawemo.inputs.jack_server import DummyJackServer  # noqa: E402
 from dawemo.outputs.mapping import load_preset  # noqa: E402

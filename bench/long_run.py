@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dawemo.demo import write_demo_clip  # noqa: E402
+from dawemo.cli.demo import write_demo_clip  # noqa: E402
 from dawemo.engine import STREAM_CLOCK, EmotionEngine  # noqa: E402
 from dawemo.outputs.mapping import load_preset  # noqa: E402
 from dawemo.emotion.model import EmotionModel  # noqa: E402

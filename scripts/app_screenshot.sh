@@ -10,6 +10,6 @@ PY=${PYTHON:-.venv/bin/python}
 command -v xvfb-run >/dev/null || { echo "app_screenshot.sh: needs xvfb-run (Debian package xvfb)" >&2; exit 1; }
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-"$PY" -c "from dawemo.demo import write_demo_clip; write_demo_clip('$WORK/demo.wav')"
+"$PY" -c "from dawemo.cli.demo import write_demo_clip; write_demo_clip('$WORK/demo.wav')"
 DAWEMO_CONFIG_DIR="$WORK/config" xvfb-run -a -s "-screen 0 1280x720x24" \
     "$PY" -m ui.app --file "$WORK/demo.wav" --no-midi --quit-after-s "$SECONDS_TO_RUN" --screenshot "$OUT"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dawemo import cli
+from dawemo.cli import main as cli
 from dawemo.emotion import report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ BAD_REASONS = {
 
 
 def run_main(args: list[str]) -> tuple[int, str, str]:
-    """``dawemo.cli.main(args)`` in-process -> (exit code, stdout, stderr)."""
+    """``dawemo.cli.main.main(args)`` in-process -> (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main([str(a) for a in args])
@@ -197,7 +197,7 @@ def test_one_figure_per_good_file(batch):
 
 def test_subprocess_all_good_exits_zero_and_writes_plot_at_the_given_name(session_clips, tiny_model_path, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "dawemo.cli", "analyze", str(session_clips.good["chords"]),
+        [sys.executable, "-m", "dawemo.cli.main", "analyze", str(session_clips.good["chords"]),
          "--model", str(tiny_model_path), "--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.png")],
         capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
@@ -308,7 +308,7 @@ def test_usage_errors_exit_two():
 
 def test_help_is_fast_and_imports_nothing_heavy():
     code = ("import sys, io, contextlib\n"
-            "from dawemo.cli import main\n"
+            "from dawemo.cli.main import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    assert main(['--help']) == 0 and main(['analyze', '--help']) == 0\n"
             "heavy = [m for m in ('numpy', 'onnxruntime', 'matplotlib', 'torch', 'pedalboard') if m in sys.modules]\n"

@@ -224,7 +224,7 @@ def test_closing_the_window_stops_and_flushes_the_recording(qtbot, window, tmp_p
 
 def test_dawemo_app_subcommand_takes_the_app_options(clip, tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "DAWEMO_CONFIG_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "dawemo.cli", "app", "--file", str(clip), "--no-midi",
+    done = subprocess.run([sys.executable, "-m", "dawemo.cli.main", "app", "--file", str(clip), "--no-midi",
                            "--quit-after-s", "2"], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert str(clip) in (tmp_path / "app.json").read_text()

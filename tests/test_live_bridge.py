@@ -118,7 +118,7 @@ def test_jack_audio_in_cc_out_as_a_daw_receives_it(contrast_clip):
         player = JackPlayer([signal_48k.astype(np.float32)], name=unique("daw"))
         port = unique("dawemo-cc")
         process = subprocess.Popen(
-            [sys.executable, "-m", "dawemo.cli", "run", "--jack-input", f"{player.name}:out_1", "--virtual-port",
+            [sys.executable, "-m", "dawemo.cli.main", "run", "--jack-input", f"{player.name}:out_1", "--virtual-port",
              port, "--midi-api", "jack", "--duration-s", "9", "--window-s", "4"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -156,7 +156,7 @@ def test_jack_audio_in_cc_out_as_a_daw_receives_it(contrast_clip):
 
 
 def run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dawemo.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dawemo.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout_s)
 
 
@@ -192,7 +192,7 @@ def test_timeline_alone(contrast_clip, tmp_path):
 def test_kill_9_during_a_live_run_leaves_readable_files(contrast_clip, tmp_path):
     import mido
 
-    process = subprocess.Popen([sys.executable, "-m", "dawemo.cli", "run", "--file", str(contrast_clip), "--realtime",
+    process = subprocess.Popen([sys.executable, "-m", "dawemo.cli.main", "run", "--file", str(contrast_clip), "--realtime",
                                 "--loop", "--record", str(tmp_path / "k.mid"), "--timeline", str(tmp_path / "k.csv"),
                                 "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     started = time.monotonic()
@@ -233,7 +233,7 @@ def test_learn_sends_only_the_chosen_lane():
     with DummyJackServer():
         receiver = Receiver(unique("daw"))
         try:
-            process = subprocess.Popen([sys.executable, "-m", "dawemo.cli", "learn", "3", "--virtual-port",
+            process = subprocess.Popen([sys.executable, "-m", "dawemo.cli.main", "learn", "3", "--virtual-port",
                                         "dawemo-learn", "--midi-api", "jack", "--repeat", "3"],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             from jack_helpers import wait_until as wait
@@ -261,7 +261,7 @@ def test_learn_sends_only_the_chosen_lane():
 def test_ctrl_c_stops_cleanly_and_finishes_the_recording(contrast_clip, tmp_path):
     import mido
 
-    process = subprocess.Popen([sys.executable, "-m", "dawemo.cli", "run", "--file", str(contrast_clip), "--realtime",
+    process = subprocess.Popen([sys.executable, "-m", "dawemo.cli.main", "run", "--file", str(contrast_clip), "--realtime",
                                 "--record", str(tmp_path / "c.mid"), "-q"], stderr=subprocess.PIPE, text=True)
     wait_until(lambda: (tmp_path / "c.mid").exists(), timeout_s=40, what="the recording to start")
     time.sleep(4.5)  # past the first window, so lanes have events

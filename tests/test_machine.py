@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from dawemo.cli import main
+from dawemo.cli.main import main
 from dawemo.machine.chain import ChainError, load_chain, parse_chain, shipped_chains
 from dawemo.machine.processor import MachineChain
 from dawemo.outputs.mapping import update_values

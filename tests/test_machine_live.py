@@ -83,7 +83,7 @@ def test_run_with_a_chain_plays_the_machine_sound(jack_server, tmp_path):
     player_port = f"{player.name}:out_1"
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dawemo.cli", "run", "--file", str(music), "--realtime", "--chain", "tension-bites",
+            [sys.executable, "-m", "dawemo.cli.main", "run", "--file", str(music), "--realtime", "--chain", "tension-bites",
              "--machine-input", f"{player.name}:out_1", "--duration-s", "5", "--view-every-s", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         watcher = jack.Client(unique("watcher"), no_start_server=True)
@@ -112,6 +112,6 @@ def test_run_with_a_chain_plays_the_machine_sound(jack_server, tmp_path):
 
 
 def test_run_machine_options_need_a_chain():
-    done = subprocess.run([sys.executable, "-m", "dawemo.cli", "run", "--file", "x.wav", "--machine-input", "a:b"],
+    done = subprocess.run([sys.executable, "-m", "dawemo.cli.main", "run", "--file", "x.wav", "--machine-input", "a:b"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "need --chain" in done.stderr

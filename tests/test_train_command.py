@@ -66,7 +66,7 @@ def test_train_command_builds_a_cross_fitted_model_with_its_report(tmp_path, bra
     branch_options = ["--set", f"branch_qualities={branch_qualities}", "--set", "branch_width=4",
                       "--set", "branch_steps=6", "--set", "branch_pairs_per_batch=2"] if branch_qualities else []
     result = subprocess.run(
-        [sys.executable, "-m", "dawemo.cli", "train", "--soundtracks", str(tmp_path / "soundtracks"),
+        [sys.executable, "-m", "dawemo.cli.main", "train", "--soundtracks", str(tmp_path / "soundtracks"),
          "--corpus", str(tmp_path / "corpus"), "--pairs-per-quality", "1", "--cache", str(tmp_path / "cache"),
          "--out", str(model_path), "--report", str(report_path), "--cv", "3", "--grouped-cv", "2",
          "--epochs", "3", "--width", "4", "--workers", "1", "--device", "cpu", "--version", "t",
@@ -127,7 +127,7 @@ def test_a_cache_written_for_other_excerpts_is_a_one_line_error(tmp_path):
     write_soundtracks_folder(tmp_path / "soundtracks")
     save_pack(tmp_path / "cache" / CACHE_FILENAME, {"999": np.ones((100, C.N_BANDS), np.float32)})
     result = subprocess.run(
-        [sys.executable, "-m", "dawemo.cli", "train", "--soundtracks", str(tmp_path / "soundtracks"),
+        [sys.executable, "-m", "dawemo.cli.main", "train", "--soundtracks", str(tmp_path / "soundtracks"),
          "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "m.onnx"), "--report", str(tmp_path / "e.json")],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dawemo.cli import main
+from dawemo.cli.main import main
 from dawemo.machine.chain import ChainError, parse_chain
 from dawemo.machine.processor import MachineChain
 from dawemo.outputs.mapping import update_values

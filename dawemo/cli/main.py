@@ -391,7 +391,7 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Generate the demo clip and analyse it into JSON, CSV and a figure."""
-    from dawemo.demo import write_demo_clip
+    from dawemo.cli.demo import write_demo_clip
 
     clip = write_demo_clip(args.out / "demo.wav")
     print(f"wrote {clip} (30 s: a calm passage that turns tense)")
@@ -420,7 +420,7 @@ def run_bench(args: argparse.Namespace) -> int:
     """Cost per update of the shipped model against the paper-size VGG reference."""
     import json
 
-    from dawemo.bench import format_report, run_benchmark
+    from dawemo.cli.bench import format_report, run_benchmark
     from dawemo.emotion.model import ModelError
 
     try:
@@ -466,62 +466,62 @@ def run_app(args: argparse.Namespace) -> int:
 
 
 def configure_plugins(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli_machine import configure_plugins as configure
+    from dawemo.cli.machine import configure_plugins as configure
 
     configure(parser)
 
 
 def run_plugins(args: argparse.Namespace) -> int:
-    from dawemo.cli_machine import run_plugins as run
+    from dawemo.cli.machine import run_plugins as run
 
     return run(args)
 
 
 def configure_render(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli_machine import configure_render as configure
+    from dawemo.cli.machine import configure_render as configure
 
     configure(parser, positive_seconds)
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from dawemo.cli_machine import run_render as run
+    from dawemo.cli.machine import run_render as run
 
     return run(args)
 
 
 def configure_run(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli_live import configure_run as configure
+    from dawemo.cli.live import configure_run as configure
 
     configure(parser, positive_seconds)
 
 
 def run_run(args: argparse.Namespace) -> int:
     """The live bridge, headless."""
-    from dawemo.cli_live import run_live
+    from dawemo.cli.live import run_live
 
     return run_live(args, print_error)
 
 
 def configure_learn(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli_live import configure_learn as configure
+    from dawemo.cli.live import configure_learn as configure
 
     configure(parser)
 
 
 def run_learn(args: argparse.Namespace) -> int:
-    from dawemo.cli_live import run_learn as run
+    from dawemo.cli.live import run_learn as run
 
     return run(args, print_error)
 
 
 def configure_devices(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli_live import configure_devices as configure
+    from dawemo.cli.live import configure_devices as configure
 
     configure(parser)
 
 
 def run_devices(args: argparse.Namespace) -> int:
-    from dawemo.cli_live import run_devices as run
+    from dawemo.cli.live import run_devices as run
 
     return run(args)
 
