@@ -33,8 +33,8 @@ def main() -> int:
     from PyQt6.QtWidgets import QApplication
 
     from dawemo.cli.demo import write_demo_clip
-    from ui.main_window import MainWindow
-    from ui.settings import AppSettings
+    from dawemo.ui.main_window import MainWindow
+    from dawemo.ui.settings import AppSettings
 
     app = QApplication(sys.argv[:1])
     folder = Path(tempfile.mkdtemp())

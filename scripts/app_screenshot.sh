@@ -12,4 +12,4 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 "$PY" -c "from dawemo.cli.demo import write_demo_clip; write_demo_clip('$WORK/demo.wav')"
 DAWEMO_CONFIG_DIR="$WORK/config" xvfb-run -a -s "-screen 0 1280x720x24" \
-    "$PY" -m ui.app --file "$WORK/demo.wav" --no-midi --quit-after-s "$SECONDS_TO_RUN" --screenshot "$OUT"
+    "$PY" -m dawemo.ui.app --file "$WORK/demo.wav" --no-midi --quit-after-s "$SECONDS_TO_RUN" --screenshot "$OUT"

@@ -18,8 +18,8 @@ pytest.importorskip("pytestqt", reason="GUI tests need pytest-qt (pip install -e
 
 from dawemo import constants as C  # noqa: E402
 from tests.conftest import chord_progression, write_audio  # noqa: E402
-from ui.main_window import MainWindow  # noqa: E402
-from ui.settings import AppSettings  # noqa: E402
+from dawemo.ui.main_window import MainWindow  # noqa: E402
+from dawemo.ui.settings import AppSettings  # noqa: E402
 
 needs_jackd = pytest.mark.skipif(shutil.which("jackd") is None,
                                  reason="needs jackd (Debian package jackd2, installed by scripts/test.sh)")
@@ -171,7 +171,7 @@ def test_dawemo_app_smoke(clip, tmp_path):
     """Launch the real entry point for a few seconds on a generated clip; any error in the log fails."""
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "DAWEMO_CONFIG_DIR": str(tmp_path)}
     shot = tmp_path / "shot.png"
-    done = subprocess.run([sys.executable, "-m", "ui.app", "--file", str(clip), "--no-midi", "--quit-after-s", "5",
+    done = subprocess.run([sys.executable, "-m", "dawemo.ui.app", "--file", str(clip), "--no-midi", "--quit-after-s", "5",
                            "--screenshot", str(shot)], capture_output=True, text=True, timeout=120, env=env)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log

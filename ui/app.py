@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:
         print(f"dawemo-app: error: the desktop app needs PyQt6 ({error})", file=sys.stderr)
         return 2
-    from ui.main_window import MainWindow
-    from ui.settings import AppSettings
+    from dawemo.ui.main_window import MainWindow
+    from dawemo.ui.settings import AppSettings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("dawemo")

@@ -17,11 +17,11 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, 
 
 from dawemo import constants as C
 from dawemo.outputs.mapping import PresetError, load_preset
-from ui.controller import EngineController, History, SessionConfig
-from ui.machine_panel import MachinePanel
-from ui.mapping_editor import MappingEditor
-from ui.settings import AppSettings
-from ui.widgets import EMOTION_COLOURS, MIDLEVEL_COLOURS, ExplanationView, MeterBank, TimelinePlot
+from dawemo.ui.controller import EngineController, History, SessionConfig
+from dawemo.ui.machine_panel import MachinePanel
+from dawemo.ui.mapping_editor import MappingEditor
+from dawemo.ui.settings import AppSettings
+from dawemo.ui.widgets import EMOTION_COLOURS, MIDLEVEL_COLOURS, ExplanationView, MeterBank, TimelinePlot
 
 REDRAW_HZ = 30
 SOURCE_KINDS = {"file": "Audio file (real time)", "jack": "JACK ports", "device": "Audio device"}

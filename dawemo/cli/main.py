@@ -458,7 +458,7 @@ def configure_app(parser: argparse.ArgumentParser) -> None:
 
 def run_app(args: argparse.Namespace) -> int:
     try:
-        from ui.app import main as app_main
+        from dawemo.ui.app import main as app_main
     except ImportError as error:
         print(f"{PROG}: error: the desktop app is not installed ({error})", file=sys.stderr)
         return EXIT_USAGE
