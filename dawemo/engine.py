@@ -4,11 +4,18 @@ The analysis thread drains the source (whose audio callback only fills a ring bu
 same ``EmotionTracker`` as ``dawemo analyze``, and pushes each update to the mapper; a control
 thread ticks the mapper so CC values ramp smoothly between updates. Nothing here blocks the audio
 callback, and nothing here touches a GUI.
+
+Faults (``dawemo.faults``): a watch thread polls every part's ``health`` ten times a second,
+and the CPU; each change becomes a ``Fault`` in ``faults()``, in ``stats().faults`` while it
+lasts, in the timeline (a marked row), and goes to ``on_fault``. A part that fails never stops
+the others: a recording fault leaves the CC flowing, a MIDI fault leaves the recording going.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import threading
 import time
 from collections import deque
@@ -18,11 +25,16 @@ from typing import Callable
 import numpy as np
 
 from dawemo import constants as C
+from dawemo import faults
 from dawemo.emotion.tracker import EmotionTracker, EmotionUpdate
 from dawemo.outputs.mapping import CcEvent, CcMapper, Preset, update_values
 from dawemo.emotion.model import EmotionModel
+from dawemo.faults import Fault, Health, HealthReport, health_of
 from dawemo.inputs.sources import AudioSource, AudioSourceError
 
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 0.1  # how often the watch thread polls the parts' health (detection <= 1 s)
 WALL_CLOCK = "wall"  # live: updates and CC ticks on time.monotonic()
 STREAM_CLOCK = "stream"  # offline: on the audio's own time, as fast as the source delivers
 
@@ -44,6 +56,7 @@ class EngineStats:
     last_error: str | None
     midlevel: dict | None
     emotions: dict | None
+    faults: list[Fault] = dataclasses.field(default_factory=list)  # parts not ok now, oldest first
 
 
 class EmotionEngine:
@@ -59,13 +72,17 @@ class EmotionEngine:
         clock: ``"wall"`` for live use, ``"stream"`` to run on audio time (offline files).
         on_update: called from the analysis thread as ``on_update(update, values)``.
         on_events: called with each batch of CC events (analysis or control thread).
+        on_fault: called from the watch thread with each ``Fault`` (a part's health changed).
+        parts: more parts whose ``health`` to watch, by name (e.g. ``{"machine": jack_machine}``);
+            the source, ``midi`` and ``recorder`` are watched as "input", "midi" and "recording".
     """
 
     def __init__(self, source: AudioSource, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
                  hop_s: float = C.DEFAULT_HOP_S, preset: Preset | None = None, midi=None, recorder=None,
                  clock: str = WALL_CLOCK,
                  on_update: Callable[[EmotionUpdate, dict], None] | None = None,
-                 on_events: Callable[[list[CcEvent]], None] | None = None) -> None:
+                 on_events: Callable[[list[CcEvent]], None] | None = None,
+                 on_fault: Callable[[Fault], None] | None = None, parts: dict | None = None) -> None:
         if clock not in (WALL_CLOCK, STREAM_CLOCK):
             raise ValueError(f"clock must be {WALL_CLOCK!r} or {STREAM_CLOCK!r}, got {clock!r}")
         self.source = source
@@ -79,6 +96,12 @@ class EmotionEngine:
         self.clock = clock
         self.on_update = on_update
         self.on_events = on_events
+        self.on_fault = on_fault
+        self.extra_parts = dict(parts or {})
+        self.analysis_report = HealthReport(where="analysis")  # this engine's own faults (source errors)
+        self.cpu = CpuWatch()
+        self._fault_log: deque[Fault] = deque(maxlen=500)
+        self._health_seen: dict[str, Health] = {}
         self._lock = threading.Lock()  # the mapper is used by both threads
         self._recorder_lock = threading.Lock()  # lets set_recorder swap it while both threads record
         self._stop = threading.Event()
@@ -110,6 +133,8 @@ class EmotionEngine:
         self._threads = [threading.Thread(target=self._analyse, name="dawemo-analysis", daemon=True)]
         if self.mapper is not None and self.clock == WALL_CLOCK:
             self._threads.append(threading.Thread(target=self._control, name="dawemo-control", daemon=True))
+        if self.clock == WALL_CLOCK:
+            self._threads.append(threading.Thread(target=self._watch, name="dawemo-watch", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -139,6 +164,8 @@ class EmotionEngine:
                 self._fail(str(error))
                 self._stop.wait(1.0)  # the source keeps trying to recover; do not spin
                 continue
+            if self.state == "error" and self.last_error is not None:
+                self._recovered()
             if block is None:
                 if self.source.finished:
                     self.state = "finished"
@@ -185,11 +212,18 @@ class EmotionEngine:
     def _deliver(self, events: list[CcEvent]) -> None:
         if not events:
             return
+        # Each output on its own: one that raises must not keep the events from the others.
         if self.midi is not None:
-            self.midi.send(events)
+            try:
+                self.midi.send(events)
+            except Exception as error:
+                self._part_error("midi", error)
         with self._recorder_lock:
             if self.recorder is not None:
-                self.recorder.record_ccs(events)
+                try:
+                    self.recorder.record_ccs(events)
+                except Exception as error:
+                    self._part_error("recording", error)
         self.cc_events += len(events)
         if self._awaiting_arrival_s is not None:
             self._latencies_s.append(time.monotonic() - self._awaiting_arrival_s)
@@ -200,6 +234,73 @@ class EmotionEngine:
     def _fail(self, message: str) -> None:
         self.last_error = message
         self.state = "error"
+        self.analysis_report.set(faults.RECOVERING, message)
+
+    def _recovered(self) -> None:
+        self.state = "running"
+        self.analysis_report.ok()
+
+    def _part_error(self, part: str, error: Exception) -> None:
+        """An output raised (a bug or an unexpected fault): note it once per message, go on."""
+        message = f"{part} output failed: {error}"
+        if message != self.last_error:
+            self.last_error = message
+            self.analysis_report.set(faults.DEGRADED, message)
+
+    def _watch(self) -> None:
+        """Poll every part's health and the CPU; turn each change into a Fault."""
+        while not self._stop.wait(WATCH_INTERVAL_S):
+            self.check_health()
+
+    def parts(self) -> dict[str, object]:
+        """The watched parts by name: input, midi, recording, the extra parts, analysis, cpu."""
+        named = {"input": self.source, "midi": self.midi, "recording": self.recorder, **self.extra_parts,
+                 "analysis": self.analysis_report, "cpu": self.cpu}
+        return {name: part for name, part in named.items() if part is not None}
+
+    def check_health(self) -> list[Fault]:
+        """Compare every part's health with the last seen; report and return the changes."""
+        self.cpu.sample()
+        now = time.monotonic()
+        changes = []
+        for name, part in self.parts().items():
+            health = health_of(part)
+            seen = self._health_seen.get(name)
+            if seen is None and health.ok:
+                self._health_seen[name] = health
+                continue
+            if seen is not None and seen.state == health.state:
+                continue  # a new message in the same state (a retry's count) is no new fault
+            self._health_seen[name] = health
+            changes.append(Fault(name, health, now))
+        for fault in changes:
+            self._fault_log.append(fault)
+            with self._recorder_lock:
+                recorder = self.recorder
+                if recorder is not None and hasattr(recorder, "record_fault"):
+                    try:
+                        recorder.record_fault(fault.time_s, fault.line)
+                    except Exception as error:
+                        log.warning("cannot mark the fault in the timeline: %s", error)
+            if self.on_fault is not None:
+                try:
+                    self.on_fault(fault)
+                except Exception:
+                    log.exception("on_fault callback failed")
+        return changes
+
+    def faults(self) -> list[Fault]:
+        """Every health change seen so far (the last 500), oldest first."""
+        return list(self._fault_log)
+
+    def current_faults(self) -> list[Fault]:
+        """The parts that are not ok now, each with the time its state began."""
+        out = []
+        for name, part in self.parts().items():
+            health = health_of(part)
+            if not health.ok:
+                out.append(Fault(name, health, health.since_s))
+        return sorted(out, key=lambda fault: fault.time_s)
 
     # -- control and inspection -----------------------------------------------------------------
 
@@ -253,7 +354,7 @@ class EmotionEngine:
             latency_ms_p50=float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
             latency_ms_p99=float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
             level_dbfs=float(self.source.level_dbfs), cc_events=self.cc_events, last_error=self.last_error,
-            midlevel=midlevel, emotions=emotions)
+            midlevel=midlevel, emotions=emotions, faults=self.current_faults())
 
     @property
     def stream_time_s(self) -> float:
@@ -262,3 +363,62 @@ class EmotionEngine:
 
     def latencies_ms(self) -> np.ndarray:
         return np.array(self._latencies_s) * 1000.0
+
+
+class CpuWatch:
+    """Says when other programs leave dawemo short of CPU: a part for the fault model.
+
+    Every ``sample`` (about ten a second) it reads the machine's CPU time (Linux ``/proc/stat``)
+    and this process's own; over the last ``window_s``, when the others keep the cores more than
+    ``busy_fraction`` busy, it reports ``degraded`` with the numbers, and ok again when they stop.
+    Elsewhere (no /proc/stat) it stays ok.
+    """
+
+    def __init__(self, window_s: float = 0.5, busy_fraction: float = 0.9) -> None:
+        self.window_s = window_s
+        self.busy_fraction = busy_fraction
+        self.report = HealthReport(where="CPU")
+        self.others_fraction = 0.0  # of all cores, over the last window
+        self._mark: tuple[float, float, float, float] | None = None  # (wall, busy, idle, own) seconds
+        self._ticks_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+        self._cores = os.cpu_count() or 1
+
+    @property
+    def health(self) -> Health:
+        return self.report.health
+
+    def _read(self) -> tuple[float, float, float, float] | None:
+        try:
+            with open("/proc/stat", "rb") as stat:
+                fields = stat.readline().split()[1:]
+        except OSError:
+            return None
+        ticks = [int(field) for field in fields[:8]]
+        idle = (ticks[3] + ticks[4]) * self._ticks_s  # idle + iowait
+        busy = (sum(ticks) - ticks[3] - ticks[4]) * self._ticks_s
+        own = sum(os.times()[:2])
+        return time.monotonic(), busy, idle, own
+
+    def sample(self) -> None:
+        now = self._read()
+        if now is None:
+            return
+        if self._mark is None:
+            self._mark = now
+            return
+        wall_s = now[0] - self._mark[0]
+        if wall_s < self.window_s:
+            return
+        busy_s, idle_s, own_s = (now[i] - self._mark[i] for i in (1, 2, 3))
+        self._mark = now
+        total_s = busy_s + idle_s
+        if total_s <= 0:
+            return
+        self.others_fraction = max(0.0, busy_s - own_s) / total_s
+        if self.others_fraction > self.busy_fraction:
+            if self.report.health.state == faults.DEGRADED:
+                return  # keep the first message: a fault's line should not flicker
+            self.report.set(faults.DEGRADED, f"other programs keep the {self._cores} CPU cores "
+                            f"{100 * self.others_fraction:.0f}% busy; dawemo may fall behind")
+        elif self.others_fraction < self.busy_fraction - 0.1:
+            self.report.ok()

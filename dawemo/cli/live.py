@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from dawemo import constants as C
+
+STOP_DEADLINE_S = 0.9  # Ctrl-C ends the process within this, whatever state the parts are in
 
 
 def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
@@ -70,8 +75,9 @@ def _view_line(stats, names: tuple[str, ...]) -> str:
     else:
         values = " ".join(f"{name[:5]} {stats.emotions[name]:.1f}" for name in names)
     latency = "" if math.isnan(stats.latency_ms_p50) else f" | lat {stats.latency_ms_p50:.0f}/{stats.latency_ms_p99:.0f} ms"
+    faults = "".join(f" | {fault.part.upper()} {fault.health.state.upper()}" for fault in stats.faults)
     return (f"{stats.stream_time_s:7.1f}s | {values} | {stats.update_rate_hz:.1f} upd/s | "
-            f"drop {stats.dropped_frames} | cpu {stats.cpu_percent:.0f}%{latency} | {stats.level_dbfs:.0f} dBFS")
+            f"drop {stats.dropped_frames} | cpu {stats.cpu_percent:.0f}%{latency} | {stats.level_dbfs:.0f} dBFS{faults}")
 
 
 def run_live(args: argparse.Namespace, print_error) -> int:
@@ -81,7 +87,7 @@ def run_live(args: argparse.Namespace, print_error) -> int:
     from dawemo.outputs.midi import MidiOutput, MidiPortError
     from dawemo.emotion.model import EmotionModel, ModelError
     from dawemo.outputs.recorder import AutomationRecorder
-    from dawemo.inputs.sources import AudioSourceError
+    from dawemo.inputs.sources import AudioSourceError, LibraryMessagesToLog
 
     if (args.realtime or args.loop) and args.file is None:
         print_error("--realtime and --loop apply to --file only")
@@ -108,8 +114,11 @@ def run_live(args: argparse.Namespace, print_error) -> int:
         return 2
     realtime = args.file is None or args.realtime
     clock = WALL_CLOCK if realtime else STREAM_CLOCK
-    stop_requested = []
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    # Parts' own log lines about faults would repeat what the engine reports (_print_fault).
+    logging.getLogger("dawemo.outputs").setLevel(logging.CRITICAL)
+    stop_requested: list[str] = []
+    stopper = _Stopper(stop_requested)
+    previous = {number: signal.signal(number, stopper) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         with contextlib.ExitStack() as stack:
             try:
@@ -118,9 +127,9 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                 midi = None
                 if args.midi_port or args.virtual_port:
                     midi = stack.enter_context(MidiOutput(args.virtual_port or args.midi_port,
-                                                          virtual=bool(args.virtual_port), api=args.midi_api,
-                                                          on_status=lambda state, error: _status(state, error)))
-                source = stack.enter_context(_open_source(args))
+                                                          virtual=bool(args.virtual_port), api=args.midi_api))
+                with LibraryMessagesToLog():  # alsa-lib's own lines would repeat our error
+                    source = stack.enter_context(_open_source(args))
                 machine = None
                 if chain is not None:
                     from dawemo.machine.live import JackMachine
@@ -140,7 +149,9 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                 return 2
             on_update = (lambda update, values: machine.push(values)) if machine is not None else None
             engine = stack.enter_context(EmotionEngine(source, model, args.window_s, args.hop_s, preset, midi,
-                                                       recorder, clock=clock, on_update=on_update))
+                                                       recorder, clock=clock, on_update=on_update,
+                                                       on_fault=_print_fault,
+                                                       parts={"machine": machine} if machine is not None else None))
             if not args.quiet:
                 where = f"MIDI -> {midi.port_name}" if midi is not None else "no MIDI output"
                 if machine is not None:
@@ -157,7 +168,7 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                 if args.duration_s and (now - started >= args.duration_s if realtime
                                         else engine.stream_time_s >= args.duration_s):
                     break
-                if machine is not None and machine.error:
+                if machine is not None and machine.error and not hasattr(machine, "health"):
                     print_error(machine.error)
                     return 1
                 if not args.quiet and now >= next_view:
@@ -167,6 +178,8 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                         line += f" | machine '{chain.name}' underruns {machine.underrun_frames}"
                     print(line, file=sys.stderr, flush=True)
             stats = engine.stats()
+        if stop_requested:
+            print(f"\ndawemo run: stopped ({stop_requested[0]})", file=sys.stderr)
         if not args.quiet:
             print(f"stopped after {stats.stream_time_s:.1f} s of audio: {stats.updates} updates, "
                   f"{stats.cc_events} CC events, {stats.dropped_frames} dropped frames", file=sys.stderr)
@@ -178,14 +191,46 @@ def run_live(args: argparse.Namespace, print_error) -> int:
         print("\ndawemo run: stopped", file=sys.stderr)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        stopper.done()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
-def _status(state: str, error: str | None) -> None:
-    if state == "lost":
-        print(f"dawemo: MIDI port lost ({error}); retrying", file=sys.stderr, flush=True)
-    elif state == "open":
-        print("dawemo: MIDI port open", file=sys.stderr, flush=True)
+class _Stopper:
+    """SIGINT/SIGTERM handler: the first asks the main loop to stop and arms a deadline; a stop
+    that is not finished within ``STOP_DEADLINE_S`` (a part hanging on a dead server), or a second
+    Ctrl-C, ends the process at once. Recordings are readable at every moment, so nothing but the
+    last flush interval is lost."""
+
+    def __init__(self, requests: list[str]) -> None:
+        self.requests = requests
+        self._finished = threading.Event()
+
+    def __call__(self, number, frame) -> None:
+        if self.requests:
+            self._exit("stopped at once (second signal)")
+        self.requests.append(signal.Signals(number).name)
+        threading.Thread(target=self._deadline, name="dawemo-stop-deadline", daemon=True).start()
+
+    def _deadline(self) -> None:
+        if not self._finished.wait(STOP_DEADLINE_S):
+            self._exit(f"stopped (a part did not close within {STOP_DEADLINE_S:.1f} s; recordings keep "
+                       "what was written)")
+
+    def _exit(self, message: str) -> None:
+        print(f"\ndawemo run: {message}", file=sys.stderr, flush=True)
+        os._exit(0)
+
+    def done(self) -> None:
+        self._finished.set()
+
+
+def _print_fault(fault) -> None:
+    """Say each fault, and each recovery, the moment the engine sees it (the watch thread)."""
+    if fault.health.ok:
+        print(f"dawemo: {fault.part} is back", file=sys.stderr, flush=True)
+    else:
+        print(f"dawemo: {fault.line}", file=sys.stderr, flush=True)
 
 
 def configure_devices(parser: argparse.ArgumentParser) -> None:

@@ -39,6 +39,12 @@ class FrameRing:
         self.overrun_frames = 0  # frames the producer dropped because the ring was full
 
     @property
+    def produced_frames(self) -> int:
+        """Frames the producer has offered so far, kept or dropped: it stops growing when the
+        producer stops (a JACK server gone, a device unplugged)."""
+        return self._written + self.overrun_frames
+
+    @property
     def available_frames(self) -> int:
         """Frames stored and not yet read."""
         return self._written - self._read

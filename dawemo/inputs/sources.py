@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import glob
+import logging
 import math
 import os
 import platform
@@ -28,8 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from dawemo import constants as C
+from dawemo import faults
+from dawemo.faults import Health, HealthReport
 from dawemo.inputs.audio_io import path_problem
 from dawemo.inputs.ring_buffer import FrameRing
+
+log = logging.getLogger(__name__)
 
 SILENCE_DBFS = -120.0  # level reported for digital silence and before any audio
 _POLL_S = 0.005  # how often a waiting read() or the device reader looks for new frames
@@ -408,12 +413,35 @@ class DeviceSource(_RingSource):
 # JACK
 
 
+JACK_INSTALL_HINT = "install JACK: jackd2 / JACK2 / PipeWire's pipewire-jack"
+
+
+def _jack_module(purpose: str):
+    """The ``jack`` module (JACK-Client), or AudioSourceError saying what is missing for ``purpose``.
+
+    JACK-Client raises OSError at import when libjack is absent (every Mac and Windows machine
+    without JACK), ImportError when the package itself is missing.
+    """
+    try:
+        import jack
+    except OSError as error:
+        raise AudioSourceError(f"{purpose} needs libjack ({JACK_INSTALL_HINT}): {error}") from None
+    except ImportError as error:
+        raise AudioSourceError(f"{purpose} needs the JACK-Client package (pip install JACK-Client): {error}") from None
+    return jack
+
+
 def _silence_jack_errors() -> None:
-    """Route libjack's messages to logging instead of stderr ("cannot connect" is an expected answer)."""
+    """Route libjack's messages to logging instead of stderr ("cannot connect" is an expected answer).
+
+    Does nothing when libjack cannot be loaded: then it prints nothing either.
+    """
     import logging
 
-    import jack
-
+    try:
+        import jack
+    except (ImportError, OSError):
+        return
     logger = logging.getLogger("dawemo.jack")
     jack.set_error_function(logger.debug)
     jack.set_info_function(logger.debug)
@@ -427,10 +455,7 @@ def _no_jack_server_message(server_name: str | None) -> str:
 
 def open_jack_client(client_name: str, server_name: str | None, purpose: str = "JACK input"):
     """A ``jack.Client`` that never starts a server; AudioSourceError with a clear line otherwise."""
-    try:
-        import jack
-    except ImportError as error:
-        raise AudioSourceError(f"{purpose} needs the JACK-Client package and libjack ({error})") from None
+    jack = _jack_module(purpose)
     _silence_jack_errors()
     try:
         return jack.Client(client_name, no_start_server=True, servername=server_name)
@@ -464,6 +489,12 @@ class JackSource(_RingSource):
     The process callback only copies each port's block into the ring; xruns are counted in
     ``xruns``. A stereo bus gives two ports, mixed to mono in ``read``.
 
+    When the server goes away (stopped: JACK says so; killed or hung: no audio cycle for
+    ``stall_s``), ``health`` turns ``recovering`` and ``read`` returns None instead of raising;
+    from the consumer's thread it then tries every ``retry_interval_s`` to join a server of the
+    same name again, re-registers the same ports and re-makes the connections (retrying those
+    whose ports are not back yet). ``rejoins`` counts the times it came back.
+
     Args:
         connect: output port(s) to connect: exact names or case-insensitive substrings (e.g.
             ``"Ardour:Master"`` matches both outputs of Ardour's master bus); None connects nothing.
@@ -473,11 +504,15 @@ class JackSource(_RingSource):
         server_name: JACK server to join; None uses $JACK_DEFAULT_SERVER or the default server.
         buffer_s: seconds the ring holds for a slow consumer before input is dropped.
         target_rate: rate in Hz of the audio ``read`` returns.
+        rejoin: rejoin a server that returns; False makes a lost server an AudioSourceError.
+        stall_s: seconds without an audio cycle after which the server is taken for gone.
+        retry_interval_s: seconds between attempts to rejoin or to re-make missing connections.
     """
 
     def __init__(self, connect: str | Sequence[str] | None = None, channels: int | None = None,
                  client_name: str = "dawemo", server_name: str | None = None, buffer_s: float = 2.0,
-                 target_rate: int = C.SAMPLE_RATE) -> None:
+                 target_rate: int = C.SAMPLE_RATE, rejoin: bool = True, stall_s: float = 0.5,
+                 retry_interval_s: float = 0.25) -> None:
         super().__init__(buffer_s, target_rate)
         if channels is not None and channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
@@ -485,11 +520,24 @@ class JackSource(_RingSource):
         self.requested_channels = channels
         self.client_name = client_name
         self.server_name = server_name
+        self.rejoin = rejoin
+        self.stall_s = float(stall_s)
+        self.retry_interval_s = float(retry_interval_s)
         self.xruns = 0
+        self.rejoins = 0
         self.connected: list[str] = []  # the source ports actually connected
+        self.report = HealthReport(where=_server_label(server_name))
         self._client = None
         self._ports: list = []
+        self._gone: str | None = None  # why the server is taken for gone; set by a JACK thread too
+        self._missing: list[str] = []  # patterns whose ports were not there at the last try
+        self._progress = (0, 0.0)  # (ring.produced_frames, when it last grew)
+        self._next_try_s = 0.0
         self.name = f"jack:{client_name}"
+
+    @property
+    def health(self) -> Health:
+        return self.report.health
 
     @property
     def dropped_frames(self) -> int:
@@ -508,22 +556,29 @@ class JackSource(_RingSource):
             available = [port.name for port in client.get_ports(is_audio=True, is_output=True)]
             sources = match_jack_ports(self.connect, available)
             channels = self.requested_channels or max(1, len(sources))
-            self._ports = [client.inports.register(f"in_{index + 1}") for index in range(channels)]
             self._start_ring(client.samplerate, channels)
             self.xruns = 0
-            client.set_process_callback(self._process)
-            client.set_xrun_callback(self._xrun)
-            client.set_shutdown_callback(self._shutdown)
-            client.activate()
-            for index, source in enumerate(sources):
-                client.connect(source, self._ports[index % channels])
-            self.connected = sources
+            self._join(client, sources)
         except BaseException:
             client.close()
             self._ports = []
             self._ring = None
             raise
+        self.report.ok()
+
+    def _join(self, client, sources: list[str]) -> None:
+        """Register the ports on ``client``, activate it and connect ``sources``."""
+        self._ports = [client.inports.register(f"in_{index + 1}") for index in range(self.channels)]
+        client.set_process_callback(self._process)
+        client.set_xrun_callback(self._xrun)
+        client.set_shutdown_callback(self._shutdown)
+        client.activate()
+        for index, source in enumerate(sources):
+            client.connect(source, self._ports[index % self.channels])
+        self.connected = sources
         self._client = client
+        self._gone = None
+        self._progress = (self._ring.produced_frames, time.monotonic())
         self.name = f"jack:{client.name}"
 
     def _process(self, frames: int) -> None:
@@ -537,16 +592,133 @@ class JackSource(_RingSource):
         self.xruns += 1
 
     def _shutdown(self, status, reason: str) -> None:
-        self._error = AudioSourceError(f"the JACK server shut down ({reason})")
+        # A JACK thread: only note it; the consumer's read() does the rest.
+        self._gone = f"the JACK server shut down ({reason})"
+        self.report.set(faults.RECOVERING, self._gone + "; rejoining when it returns")
+
+    def read(self, timeout_s: float = 0.1) -> np.ndarray | None:
+        if self._ring is None:
+            raise AudioSourceError(f"{self.name} is not open; use it in a 'with' statement")
+        if self._gone is None:
+            self._check_stall()
+        if self._gone is not None:
+            if not self.rejoin:
+                raise AudioSourceError(self._gone)
+            if not self._try_rejoin():
+                time.sleep(min(max(0.0, timeout_s), self.retry_interval_s))
+                return None
+        elif self._missing and time.monotonic() >= self._next_try_s:
+            self._connect_missing()
+        return super().read(timeout_s)
+
+    def _check_stall(self) -> None:
+        """Take the server for gone when no audio cycle ran for ``stall_s`` (killed, or hung)."""
+        produced, since_s = self._progress
+        now_s = time.monotonic()
+        if self._ring.produced_frames != produced:
+            self._progress = (self._ring.produced_frames, now_s)
+            return
+        if now_s - since_s >= self.stall_s:
+            self._gone = f"no audio from the JACK server for {now_s - since_s:.1f} s (stopped or hung)"
+            self.report.set(faults.RECOVERING, self._gone + "; rejoining when it returns")
+
+    def _try_rejoin(self) -> bool:
+        """One attempt (at most every ``retry_interval_s``) to join the server again."""
+        now_s = time.monotonic()
+        if now_s < self._next_try_s:
+            return False
+        self._next_try_s = now_s + self.retry_interval_s
+        if self._client is not None:
+            _close_client_bounded(self._client)
+            self._client, self._ports = None, []
+        try:
+            client = open_jack_client(self.client_name, self.server_name)
+        except AudioSourceError:
+            return False
+        try:
+            if float(client.samplerate) != self.sample_rate:
+                self._start_ring(client.samplerate, self.channels)  # new rate: new ring and resampler
+            available = [port.name for port in client.get_ports(is_audio=True, is_output=True)]
+            found, self._missing = _match_present(self.connect, available)
+            self._join(client, found)
+        except Exception as error:
+            _close_client_bounded(client)
+            self._client, self._ports = None, []
+            self.report.set(faults.RECOVERING, f"rejoining the JACK server failed ({error}); retrying")
+            return False
+        self.rejoins += 1
+        self._report_connections()
+        return True
+
+    def _connect_missing(self) -> None:
+        self._next_try_s = time.monotonic() + 4 * self.retry_interval_s
+        try:
+            available = [port.name for port in self._client.get_ports(is_audio=True, is_output=True)]
+            found, self._missing = _match_present(self._missing, available)
+            for index, source in enumerate(found, start=len(self.connected)):
+                self._client.connect(source, self._ports[index % self.channels])
+            self.connected = self.connected + found
+        except Exception as error:  # the server may go again meanwhile; read() notices that
+            log.debug("re-making JACK connections: %s", error)
+        self._report_connections()
+
+    def _report_connections(self) -> None:
+        if self._missing:
+            self.report.set(faults.DEGRADED, "rejoined the JACK server; waiting for port(s) "
+                            + ", ".join(repr(pattern) for pattern in self._missing))
+        else:
+            self.report.ok()
 
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
-                client.deactivate()
-            finally:
-                client.close()
+            if self._gone is None:
+                try:
+                    client.deactivate()
+                finally:
+                    client.close()
+            else:
+                _close_client_bounded(client)  # its server is gone: closing may hang
         self._ports = []
+
+
+def _server_label(server_name: str | None) -> str:
+    server = server_name or os.environ.get("JACK_DEFAULT_SERVER") or "default"
+    return f"JACK server '{server}'"
+
+
+def _match_present(patterns: Sequence[str], available: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(ports matching the patterns that match something, patterns that match nothing now)."""
+    found: list[str] = []
+    missing: list[str] = []
+    for pattern in patterns:
+        try:
+            found.extend(name for name in match_jack_ports([pattern], available) if name not in found)
+        except AudioSourceError:
+            missing.append(pattern)
+    return found, missing
+
+
+def _close_client_bounded(client, timeout_s: float = 1.0) -> bool:
+    """Close a JACK client whose server may be gone, waiting at most ``timeout_s``; True if closed.
+
+    libjack may wait on a dead server's socket; a close that hangs is left to its daemon thread
+    rather than stalling the live path or Ctrl-C.
+    """
+    def close() -> None:
+        try:
+            client.deactivate()
+        except Exception:
+            pass
+        try:
+            client.close()
+        except Exception as error:
+            log.debug("closing a JACK client of a gone server: %s", error)
+
+    closer = threading.Thread(target=close, name="dawemo-jack-close", daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    return not closer.is_alive()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -702,6 +874,59 @@ def open_source(spec: str, **options) -> AudioSource:
     return DeviceSource(spec, **options)
 
 
+class LibraryMessagesToLog:
+    """While open, alsa-lib's and libjack's stderr messages go to logging (debug); a context manager.
+
+    alsa-lib prints lines such as "ALSA lib pulse.c:242:(pulse_connect) PulseAudio: Unable to
+    connect" when a device's server or driver is missing, and ALSA's JACK device makes libjack
+    print "Cannot connect to server socket", on top of dawemo's own one-line error. pedalboard
+    bundles its own libasound and ALSA's plugins use the system's, so both copies get the
+    handler. Use it around opening or listing devices only: the alsa-lib handler is a Python
+    callback, which must not run on the audio threads that start afterwards, so ``__exit__``
+    removes it (libjack's stays routed, as ``_silence_jack_errors`` does anyway). Linux only.
+    """
+
+    def __init__(self) -> None:
+        self._libraries: list = []
+        self._handler = None
+
+    def __enter__(self) -> "LibraryMessagesToLog":
+        if not sys.platform.startswith("linux"):
+            return self
+        _silence_jack_errors()
+        import ctypes
+        import importlib.util
+        import logging
+
+        logger = logging.getLogger("dawemo.alsa")
+        # void handler(const char *file, int line, const char *function, int err, const char *fmt, ...)
+        handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                        ctypes.c_char_p)
+
+        def to_log(file, line, function, err, fmt) -> None:
+            logger.debug("alsa-lib %s:%d (%s): %s", (file or b"").decode(errors="replace"), line,
+                         (function or b"").decode(errors="replace"), (fmt or b"").decode(errors="replace"))
+
+        self._handler = handler_type(to_log)
+        names = ["libasound.so.2"]
+        spec = importlib.util.find_spec("pedalboard")
+        for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+            names += glob.glob(os.path.join(os.path.dirname(folder), "pedalboard.libs", "libasound*.so*"))
+        for name in names:
+            try:
+                library = ctypes.CDLL(name)
+                library.snd_lib_error_set_handler(self._handler)
+            except (OSError, AttributeError):
+                continue
+            self._libraries.append(library)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for library in self._libraries:
+            library.snd_lib_error_set_handler(None)  # NULL: alsa-lib's default handler again
+        self._libraries = []
+
+
 def list_audio_devices() -> dict:
     """What can feed dawemo, for ``dawemo devices``.
 
@@ -714,16 +939,17 @@ def list_audio_devices() -> dict:
     result: dict = {"inputs": [], "outputs": [], "default_input": None, "jack": None, "errors": []}
     _use_system_alsa_plugins()
     try:
-        stream_class = _pedalboard_stream_class()
-        result["inputs"] = list(dict.fromkeys(stream_class.input_device_names))
-        result["outputs"] = list(dict.fromkeys(stream_class.output_device_names))
-        result["default_input"] = stream_class.default_input_device_name or None
+        with LibraryMessagesToLog():
+            stream_class = _pedalboard_stream_class()
+            result["inputs"] = list(dict.fromkeys(stream_class.input_device_names))
+            result["outputs"] = list(dict.fromkeys(stream_class.output_device_names))
+            result["default_input"] = stream_class.default_input_device_name or None
     except Exception as error:
         result["errors"].append(f"audio devices: {error}")
     try:
-        import jack
-    except ImportError as error:
-        result["errors"].append(f"JACK: {error}")
+        jack = _jack_module("listing JACK ports")
+    except AudioSourceError as error:
+        result["errors"].append(str(error))
         return result
     _silence_jack_errors()
     try:

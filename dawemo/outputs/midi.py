@@ -34,15 +34,25 @@ import time
 from collections import deque
 from typing import Callable, Iterable
 
-import rtmidi
+try:
+    import rtmidi
+except ImportError as _error:  # python-rtmidi missing, or (Linux) alsa-lib's libasound.so.2 is not installed
+    rtmidi = None
+    RTMIDI_PROBLEM: str | None = (f"python-rtmidi cannot load ({_error}); it needs alsa-lib (libasound2) on Linux"
+                                  if sys.platform.startswith("linux") else f"python-rtmidi cannot load ({_error})")
+else:
+    RTMIDI_PROBLEM = None
+
+from dawemo import faults
+from dawemo.faults import Health
 
 log = logging.getLogger(__name__)
 
 API_IDS = {
-    "jack": rtmidi.API_UNIX_JACK,
-    "alsa": rtmidi.API_LINUX_ALSA,
-    "coremidi": rtmidi.API_MACOSX_CORE,
-    "windows": rtmidi.API_WINDOWS_MM,
+    "jack": getattr(rtmidi, "API_UNIX_JACK", None),
+    "alsa": getattr(rtmidi, "API_LINUX_ALSA", None),
+    "coremidi": getattr(rtmidi, "API_MACOSX_CORE", None),
+    "windows": getattr(rtmidi, "API_WINDOWS_MM", None),
 }
 STATES = ("closed", "open", "lost")
 LOOPMIDI_URL = "https://www.tobias-erichsen.de/software/loopmidi.html"
@@ -70,10 +80,28 @@ def default_apis(platform: str = sys.platform) -> list[str]:
 
 
 def _compiled(api: str) -> bool:
-    return API_IDS[api] in rtmidi.get_compiled_api()
+    return rtmidi is not None and API_IDS[api] in rtmidi.get_compiled_api()
 
 
 _libjack_logging_installed = False
+JACK_INSTALL_HINT = "install JACK: jackd2 / JACK2 / PipeWire's pipewire-jack"
+
+
+def _jack_library_problem() -> str | None:
+    """Why JACK-Client (``jack``) cannot load here, or None when it can.
+
+    JACK-Client raises OSError at import when libjack is absent (every Mac and Windows machine
+    without JACK). python-rtmidi bundles its own libjack, but dawemo's JACK MIDI also needs
+    JACK-Client (the server watch), so JACK MIDI counts as unavailable then.
+    """
+    try:
+        import jack  # noqa: F401
+    except OSError as error:
+        detail = "" if str(error) == "JACK library not found" else f": {error}"
+        return f"JACK library not found ({JACK_INSTALL_HINT}){detail}"
+    except ImportError as error:
+        return f"JACK MIDI needs the JACK-Client package (pip install JACK-Client): {error}"
+    return None
 
 
 def _route_libjack_messages() -> None:
@@ -97,10 +125,8 @@ def _route_libjack_messages() -> None:
 
 def _jack_server_running() -> bool:
     """Ask quietly through JACK-Client: python-rtmidi's own attempt prints libjack errors to stderr."""
-    try:
-        import jack
-    except (ImportError, OSError):
-        return True  # cannot tell: let rtmidi try
+    import jack  # _backend_unavailable checked that it loads
+
     try:
         jack.Client("dawemo-probe", no_start_server=True).close()
         return True
@@ -112,15 +138,22 @@ def _backend_unavailable(api: str, platform: str = sys.platform) -> str | None:
     """Why ``api`` cannot be used here, or None when it can (this may create a short-lived client)."""
     if api not in API_IDS:
         return f"unknown MIDI api {api!r}; choose one of {', '.join(['auto', *API_IDS])}"
-    if not _compiled(api):
+    if RTMIDI_PROBLEM is not None:
+        return RTMIDI_PROBLEM
+    if api != "jack" and not _compiled(api):  # JACK MIDI goes through JACK-Client (JackMidiOut)
         return f"python-rtmidi on this machine has no {api} support"
     if api == "alsa" and not os.path.exists("/dev/snd/seq"):
         # Checked first because alsa-lib prints an error to stderr when the device is missing.
         return "no ALSA sequencer (/dev/snd/seq missing; load snd-seq or use api='jack')"
     if api == "jack":
+        # Checked first: without it python-rtmidi's bundled libjack prints to stderr.
+        problem = _jack_library_problem()
+        if problem is not None:
+            return problem
         _route_libjack_messages()
         if not _jack_server_running():
             return "no JACK server running (start jackd, or PipeWire with its JACK support)"
+        return None  # no python-rtmidi probe: it holds the GIL while it opens a JACK client (JackMidiOut)
     try:
         probe = rtmidi.MidiOut(rtapi=API_IDS[api], name="dawemo-probe")
     except rtmidi.RtMidiError as error:
@@ -133,6 +166,15 @@ def _backend_unavailable(api: str, platform: str = sys.platform) -> str | None:
 
 def _port_names(api: str) -> tuple[list[str], list[str]]:
     """(sources we could read from, destinations we can send to) on a working ``api``."""
+    if api == "jack":  # through JACK-Client, for the reason JackMidiOut gives
+        import jack
+
+        client = jack.Client("dawemo-list", no_start_server=True)
+        try:
+            return ([port.name for port in client.get_ports(is_midi=True, is_output=True)],
+                    [port.name for port in client.get_ports(is_midi=True, is_input=True)])
+        finally:
+            client.close()
     midi_in = rtmidi.MidiIn(rtapi=API_IDS[api], name="dawemo-list")
     midi_out = rtmidi.MidiOut(rtapi=API_IDS[api], name="dawemo-list")
     try:
@@ -277,6 +319,16 @@ class MidiOutput:
         self._local_jack_port: str | None = None  # our side of the connection to the target
         self._latest_while_lost: dict[tuple, list[int]] = {}
         self._warned_closed = False
+        self._lost_since_s = 0.0
+
+    @property
+    def health(self) -> Health:
+        """The port's state in the live path's fault model: ``lost`` is ``recovering``."""
+        where = f"MIDI port '{self.port_name or self.requested_name}'"
+        if self.state != "lost":
+            return Health(faults.OK, "", where, 0.0)
+        return Health(faults.RECOVERING, f"MIDI port '{self.port_name or self.requested_name}' lost "
+                      f"({self.last_error}); re-opening it when it returns", where, self._lost_since_s)
 
     # -- caller side ---------------------------------------------------------------------------
 
@@ -511,6 +563,8 @@ class MidiOutput:
         self._set_state("lost", reason)
 
     def _set_state(self, state: str, error: str | None) -> None:
+        if state == "lost" and self.state != "lost":
+            self._lost_since_s = time.monotonic()
         self.state, self.last_error = state, error
         if self.on_status is not None:
             try:
@@ -575,7 +629,10 @@ class MidiOutput:
             if api == "jack" and self._monitor is None:
                 self._start_monitor()
             before = self._jack_output_ports()
-            self._rt = rtmidi.MidiOut(rtapi=API_IDS[api], name=self.client_name)
+            if api == "jack":
+                self._rt = JackMidiOut(self.client_name)
+            else:
+                self._rt = rtmidi.MidiOut(rtapi=API_IDS[api], name=self.client_name)
             if target is None:
                 self._rt.open_virtual_port(self.requested_name)
                 self.port_name = self._find_own_jack_port(before, self.requested_name) or self.requested_name
@@ -597,6 +654,9 @@ class MidiOutput:
         self.api = api
 
     def _start_monitor(self) -> None:
+        problem = _jack_library_problem()
+        if problem is not None:
+            raise MidiPortError(problem)
         import jack
 
         self._monitor = jack.Client(f"{self.client_name}-monitor", no_start_server=True)
@@ -654,3 +714,86 @@ class MidiOutput:
                 monitor.close()
             except Exception as error:
                 log.debug("closing JACK monitor client: %s", error)
+
+
+class JackMidiOut:
+    """One JACK MIDI output port through JACK-Client, with python-rtmidi's ``MidiOut`` methods
+    that ``MidiOutput`` uses.
+
+    python-rtmidi holds the GIL while it opens and activates a JACK client; activation waits for
+    a JACK cycle, and that cycle waits for every client of this process whose process callback
+    needs the GIL (a JACK input, a machine sound): a deadlock that froze the whole process when
+    the MIDI port and a JACK input rejoined a restarted server together. JACK-Client releases
+    the GIL in every libjack call, so this port can open at any time.
+
+    ``send_message`` only appends to a deque (atomic, never blocks); the process callback moves
+    up to ``MAX_EVENTS_PER_CYCLE`` messages a cycle into the port's buffer, in order.
+    """
+
+    MAX_EVENTS_PER_CYCLE = 256
+
+    def __init__(self, client_name: str) -> None:
+        import jack
+
+        self._jack = jack
+        self._client = jack.Client(client_name, no_start_server=True)
+        self._pending: deque[bytes] = deque()
+        self._port = None
+        self.overflows = 0  # cycles whose buffer filled up (the rest waits for the next cycle)
+        self._client.set_process_callback(self._process)
+
+    def get_ports(self) -> list[str]:
+        """Every JACK MIDI input port, ours excluded (where this port can send to)."""
+        own = f"{self._client.name}:"
+        return [port.name for port in self._client.get_ports(is_midi=True, is_input=True)
+                if not port.name.startswith(own)]
+
+    def open_virtual_port(self, name: str) -> None:
+        self._port = self._client.midi_outports.register(name)
+        self._client.activate()
+
+    def open_port(self, index: int, name: str = "out") -> None:
+        target = self.get_ports()[index]
+        self._port = self._client.midi_outports.register(name)
+        self._client.activate()
+        self._client.connect(self._port, target)
+
+    def send_message(self, data) -> None:
+        self._pending.append(bytes(data))
+
+    def _process(self, frames: int) -> None:
+        """JACK's real-time thread: move the waiting messages into this cycle's buffer."""
+        port = self._port
+        if port is None:
+            return
+        port.clear_buffer()
+        pending = self._pending
+        for _ in range(min(len(pending), self.MAX_EVENTS_PER_CYCLE)):
+            data = pending[0]
+            try:
+                port.write_midi_event(0, data)
+            except self._jack.JackError:  # the buffer is full: the rest goes next cycle
+                self.overflows += 1
+                return
+            pending.popleft()
+
+    def close_port(self) -> None:
+        client, self._client = self._client, None
+        self._port = None
+        if client is None:
+            return
+
+        def close() -> None:
+            try:
+                client.deactivate()
+            except Exception:
+                pass
+            client.close()
+
+        # A client of a server that has gone may hang in libjack: never let that stall the sender.
+        closer = threading.Thread(target=close, name="dawemo-jack-midi-close", daemon=True)
+        closer.start()
+        closer.join(1.0)
+
+    def delete(self) -> None:
+        self.close_port()
