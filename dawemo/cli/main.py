@@ -4,8 +4,9 @@ To add a subcommand, write ``configure_<name>(parser)`` (its arguments) and ``ru
 -> exit code``, and add a ``Command`` entry to ``COMMANDS``. Import numpy, onnxruntime,
 matplotlib and torch inside the run function only, so that ``dawemo --help`` stays fast.
 
-Exit codes: 0 success, 1 some input file failed, 2 usage error, missing/broken model or
-unwritable output, 130 interrupted.
+Exit codes: 0 success, 1 some input file failed (or an unexpected error), 2 usage error,
+missing/broken model or unwritable output, 130 interrupted. An unexpected error prints one
+``dawemo: error:`` line; set DAWEMO_DEBUG=1 to see its traceback as well.
 """
 
 from __future__ import annotations
@@ -610,9 +611,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return its exit code."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+def report_unexpected(error: BaseException) -> int:
+    """Last resort for an error no command foresaw: one line, the traceback only with DAWEMO_DEBUG=1."""
+    debug = os.environ.get("DAWEMO_DEBUG", "") not in ("", "0")
+    if debug:
+        import traceback
+
+        traceback.print_exception(error)
+    text = str(error).strip()
+    reason = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    print_error(reason + ("" if debug else " (set DAWEMO_DEBUG=1 for the traceback)"))
+    return EXIT_FILE_FAILED
+
+
+def _parse_and_run(argv: list[str]) -> int:
     if argv[:1] == ["app"]:  # the app parses its own options (dawemo app --file x == dawemo-app --file x)
         return run_app(argparse.Namespace(app_args=argv[1:]))
     parser = build_parser()
@@ -623,8 +635,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    return args.run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return its exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return args.run(args)
+        return _parse_and_run(argv)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -632,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         # stdout piped into e.g. `head`: stop quietly, and keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FILE_FAILED
+    except Exception as error:  # a missing system part or a bug: one clear line, never a traceback
+        return report_unexpected(error)
 
 
 if __name__ == "__main__":
