@@ -30,11 +30,28 @@ Crash safety: a writer thread writes to disk every ``flush_interval_s`` (0.5 s),
 
 Encoded track bytes are kept in memory (about 5 bytes per CC event), never Python objects per
 event: 15 lanes x 30 Hz x 2 h = 3.2 M events is ~15 MB.
+
+Disk faults (full disk, quota, I/O error, file too large) never reach the callers after
+``__enter__`` (nor at ``__enter__`` for a full disk): what cannot be written stays in memory (the
+track bytes above, timeline lines not yet written) and every flush tries again, so once space
+returns the files hold everything. Meanwhile the files on disk stay readable: in-place appends
+need no new space and go on where a lane has room; a full rewrite that fails removes its temp file
+and leaves the previous .mid; a timeline write cut short is truncated back to its last whole line.
+``health`` (``dawemo.faults.Health``) is ``recovering`` while writes fail, naming the file and the
+cause; if space never returns, ``close`` writes what it can and ends ``failed`` with a message
+saying how much was not saved.
+
+Timeline event rows (``record_fault``) mark faults and recoveries. In CSV, an event row is
+``time_s``, one empty cell per column, then the event text as one extra last field that the
+header does not name (ordinary rows and the header are unchanged; ``csv.DictReader`` puts the
+text under the key None). In JSON Lines it is ``{"time_s": ..., "event": "..."}``.
+``read_timeline`` returns both kinds as ``{"time_s": float, "event": str}``.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -46,11 +63,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from dawemo.faults import FAILED, RECOVERING, Health, HealthReport
+
 log = logging.getLogger(__name__)
 
 SECTOR_BYTES = 512  # the padding header is kept inside one sector so its rewrite cannot tear
 MIN_RESERVE_BYTES = 16 * 1024  # per lane: ~100 s of 30 Hz CC before the first full rewrite
 END_OF_TRACK = b"\x00\xff\x2f\x00"
+# Faults of the disk rather than of the request: at __enter__ these start the recorder recovering
+# instead of raising (other errors there, e.g. permission denied, are usage errors and raise).
+DISK_FAULT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
 
 
 def varlen(value: int) -> bytes:
@@ -132,12 +154,13 @@ def _parse_lane(lane) -> tuple[str, int, tuple[int, ...]]:
 class _Track:
     """One lane's encoded events and, while recording, where its padding sits in the file."""
 
-    __slots__ = ("name", "channel", "controls", "events", "last_tick", "event_count", "pad_offset",
+    __slots__ = ("name", "channel", "controls", "events", "written", "last_tick", "event_count", "pad_offset",
                  "pad_header_len", "end_offset", "warned")
 
     def __init__(self, name: str, channel: int, controls: tuple[int, ...]) -> None:
         self.name, self.channel, self.controls = name, channel, controls
         self.events = bytearray()
+        self.written = 0  # bytes of ``events`` in the file on disk; the rest waits for the next flush
         self.last_tick = 0
         self.event_count = 0
         self.pad_offset = self.pad_header_len = self.end_offset = 0
@@ -186,16 +209,22 @@ class AutomationRecorder:
         self.last_error: str | None = None
         self.full_rewrites = 0
         self.last_rewrite_s = 0.0  # seconds the latest full rewrite of the .mid took
+        self._report = HealthReport(str(self.midi_path or self.timeline_path or ""))
 
-        self._lock = threading.Lock()  # guards the two pending lists (caller <-> writer)
+        self._lock = threading.Lock()  # guards the pending lists and _latest_s (caller <-> writer)
         self._write_lock = threading.Lock()  # one flush at a time (writer thread, flush(), close)
         self._pending_cc: list[tuple[float, int, int, int, int]] = []
         self._pending_rows: list[str] = []
+        self._early_events: list[tuple[float, str]] = []  # CSV event rows before the columns are known
+        self._latest_s: float | None = None  # latest time_s recorded (callers' clock)
+        self._saved_s: float | None = None  # latest time_s of which everything is on disk
         self._header_done = False
         self._extra_keys_warned = False
         self._midi_fd: int | None = None
-        self._timeline = None
-        self._needs_rewrite = False
+        self._timeline_fd: int | None = None
+        self._timeline_size = 0  # bytes of whole lines in the timeline file
+        self._timeline_unwritten = bytearray()  # lines not yet written (encoded), oldest first
+        self._timeline_error: OSError | None = None  # why the latest timeline write failed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._track0 = self._encode_track0()
@@ -203,19 +232,45 @@ class AutomationRecorder:
     # -- caller side ---------------------------------------------------------------------------
 
     def __enter__(self) -> "AutomationRecorder":
-        """Create both files (readable from the start) and start the writer thread."""
+        """Create both files (readable from the start) and start the writer thread.
+
+        Raises:
+            OSError: a folder cannot be created or a file cannot be opened (permission denied...).
+                A full disk does not raise: the recorder starts ``recovering`` and creates the
+                files when space returns.
+        """
         if self.start_time_s is None:
             self.start_time_s = time.monotonic()
+        for path in (self.midi_path, self.timeline_path):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        fault = None
         if self.midi_path is not None:
-            self.midi_path.parent.mkdir(parents=True, exist_ok=True)
-            self._rewrite(compact=False)
+            try:
+                self._rewrite(compact=False)
+            except OSError as error:
+                if error.errno not in DISK_FAULT_ERRNOS:
+                    raise
+                fault = (self.midi_path, error)
+                # A .mid of an earlier take must not pass for this one (and its space is welcome).
+                _remove(self.midi_path)
         if self.timeline_path is not None:
-            self.timeline_path.parent.mkdir(parents=True, exist_ok=True)
-            self._timeline = open(self.timeline_path, "w", encoding="utf-8", newline="")
+            try:
+                self._timeline_fd = os.open(self.timeline_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            except OSError as error:
+                if error.errno not in DISK_FAULT_ERRNOS:
+                    self._close_files()
+                    raise
+                fault = fault or (self.timeline_path, error)
             if self.columns is not None:
-                self._write_header()
-            self._timeline.flush()
-            os.fsync(self._timeline.fileno())
+                self._queue_header()
+            try:
+                self._write_timeline()
+            except OSError as error:
+                self._timeline_error = error
+                fault = fault or (self.timeline_path, error)
+        if fault is not None:
+            self._fault(*fault)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="automation-recorder", daemon=True)
         self._thread.start()
@@ -226,25 +281,44 @@ class AutomationRecorder:
         self.close()
 
     def close(self) -> None:
-        """Stop the writer thread and write the final files; safe to call twice."""
+        """Stop the writer thread and write the final files; safe to call twice; never raises.
+
+        If the disk stays full, what is not written is lost: ``health`` turns ``failed`` and
+        ``last_error`` says how much, and up to when the files hold the recording.
+        """
         if self._thread is None:
             return
         self._stop.set()
         self._thread.join()
         self._thread = None
         with self._write_lock:
+            if not self.jsonl and self.columns is None and self._early_events:
+                with self._lock:
+                    self.columns = []  # events only: a header of time_s alone
+                    self._take_early_events()
             self._flush_locked()
-            try:
-                if self.midi_path is not None:
+            final_error = None
+            if self.midi_path is not None:
+                try:
                     self._rewrite(compact=True)
-            except OSError as error:
-                self._fail(f"final MIDI write failed: {error}")
-            if self._midi_fd is not None:
-                os.close(self._midi_fd)
-                self._midi_fd = None
-            if self._timeline is not None:
-                self._timeline.close()
-                self._timeline = None
+                except OSError as error:
+                    final_error = error
+            midi_complete = self.midi_path is None or final_error is None or (
+                self._midi_fd is not None and all(track.written == len(track.events) for track in self.tracks))
+            timeline_complete = self.timeline_path is None or (self._timeline_fd is not None
+                                                               and not self._timeline_unwritten)
+            self._close_files()
+            if not midi_complete:
+                self._lost(self.midi_path, final_error)
+            elif not timeline_complete:
+                self._lost(self.timeline_path, self._timeline_error)
+            elif final_error is not None:
+                # Everything is in the file, still laid out with its padding: a valid SMF all the same.
+                self._fail(f"final MIDI write failed ({_cause(final_error)}); {self.midi_path} keeps the whole "
+                           "recording with its unused padding")
+            elif not self._report.health.ok:
+                self._report.ok()
+                log.warning("automation recorder: writing again, nothing lost")
 
     def record_cc(self, time_s: float, lane_index: int, channel: int, control: int, value: int) -> None:
         """Record one CC event (``time_s`` on the ``time.monotonic()`` clock) on lane ``lane_index``."""
@@ -252,8 +326,10 @@ class AutomationRecorder:
             raise ValueError(f"lane_index {lane_index} out of range (0-{len(self.tracks) - 1})")
         if not (0 <= channel <= 15 and 0 <= control <= 127 and 0 <= value <= 127):
             raise ValueError(f"CC out of range: channel {channel}, control {control}, value {value}")
+        time_s = float(time_s)
         with self._lock:
-            self._pending_cc.append((float(time_s), int(lane_index), int(channel), int(control), int(value)))
+            self._pending_cc.append((time_s, int(lane_index), int(channel), int(control), int(value)))
+            self._note_time(time_s)
 
     def record_ccs(self, events: Iterable) -> None:
         """Record CC events ``(time_s, lane_index, channel, control, value)``, as mapping produces them."""
@@ -266,28 +342,65 @@ class AutomationRecorder:
             return
         if self.start_time_s is None:
             raise RuntimeError("AutomationRecorder is not entered")
-        relative_s = float(time_s) - self.start_time_s
+        time_s = float(time_s)
+        relative_s = time_s - self.start_time_s
         if self.jsonl:
             line = json.dumps({"time_s": round(relative_s, 4), **{k: _json_value(v) for k, v in values.items()}},
                               allow_nan=False) + "\n"
             with self._lock:
                 self._pending_rows.append(line)
+                self._note_time(time_s)
             return
         with self._lock:
             if self.columns is None:
                 self.columns = list(values)
+                self._take_early_events()
             if not self._extra_keys_warned and any(key not in self.columns for key in values):
                 self._extra_keys_warned = True
                 log.warning("timeline: values %s are not columns and are not recorded",
                             sorted(set(values) - set(self.columns)))
             cells = [f"{relative_s:.4f}"] + [_csv_value(values.get(column)) for column in self.columns]
             self._pending_rows.append(_csv_line(cells))
+            self._note_time(time_s)
+
+    def record_fault(self, time_s: float, line: str) -> None:
+        """Mark the timeline at ``time_s`` (the clock of ``record_update``) with a fault or recovery line.
+
+        The engine calls this for every change of any part's health (``dawemo.faults.Fault.line``),
+        this recorder's own included, so a gap in the timeline says why; the recorder does not mark
+        its own faults by itself. The row's format is in the module docstring. No-op without a
+        timeline.
+        """
+        if self.timeline_path is None:
+            return
+        if self.start_time_s is None:
+            raise RuntimeError("AutomationRecorder is not entered")
+        time_s = float(time_s)
+        relative_s = time_s - self.start_time_s
+        text = " ".join(str(line).split())  # one line, whatever the message held
+        with self._lock:
+            if self.jsonl:
+                self._pending_rows.append(json.dumps({"time_s": round(relative_s, 4), "event": text}) + "\n")
+            elif self.columns is None:
+                self._early_events.append((relative_s, text))
+            else:
+                self._pending_rows.append(_csv_event_line(relative_s, len(self.columns), text))
+            self._note_time(time_s)
 
     def flush(self) -> None:
-        """Write everything recorded so far to disk now (the writer thread does this every flush_interval_s)."""
+        """Write everything recorded so far to disk now (the writer thread does this every flush_interval_s).
+
+        Never raises for disk faults: see ``health``.
+        """
         with self._write_lock:
             if self._thread is not None:  # not before __enter__ nor after close
                 self._flush_locked()
+
+    @property
+    def health(self) -> Health:
+        """``ok``; ``recovering`` while writes fail (kept in memory, retried each flush); ``failed``
+        when ``close`` could not write everything. ``where`` is the file concerned."""
+        return self._report.health
 
     @property
     def event_count(self) -> int:
@@ -300,36 +413,124 @@ class AutomationRecorder:
         while not self._stop.wait(self.flush_interval_s):
             self.flush()
 
+    def _note_time(self, time_s: float) -> None:
+        """Under ``_lock``: keep the latest time recorded."""
+        if self._latest_s is None or time_s > self._latest_s:
+            self._latest_s = time_s
+
+    def _take_early_events(self) -> None:
+        """Under ``_lock``, once the CSV columns are known: the event rows that waited for them."""
+        for relative_s, text in self._early_events:
+            self._pending_rows.append(_csv_event_line(relative_s, len(self.columns), text))
+        self._early_events.clear()
+
     def _fail(self, message: str) -> None:
         if message != self.last_error:
             log.error("automation recorder: %s", message)
         self.last_error = message
 
+    def _kept_s(self) -> float:
+        """Seconds of recording (callers' clock) held in memory only."""
+        if self._latest_s is None:
+            return 0.0
+        saved_s = self._saved_s if self._saved_s is not None else self.start_time_s
+        return max(0.0, self._latest_s - saved_s)
+
+    def _fault(self, path: Path, error: OSError) -> None:
+        """Writes to ``path`` fail: say so (recovering) and keep trying."""
+        cause, resumes = _describe(error)
+        message = (f"{cause} writing {path} ({_cause(error)}): recording paused, {self._kept_s():.1f} s kept "
+                   f"in memory, {resumes}")
+        if self._report.health.state != RECOVERING:
+            log.error("automation recorder: %s", message)
+        self.last_error = message
+        self._report.set(RECOVERING, message, str(path))
+
+    def _lost(self, path: Path, error: OSError | None) -> None:
+        """At close: part of the recording could not be written (failed)."""
+        cause, _ = _describe(error)
+        saved_s = (self._saved_s if self._saved_s is not None else self.start_time_s) - self.start_time_s
+        written = [str(p) for p in (self.midi_path, self.timeline_path) if p is not None and p.exists()]
+        holds = (f"{' and '.join(written)} {'hold' if len(written) > 1 else 'holds'} the first {saved_s:.1f} s"
+                 if written else "no file was written")
+        message = (f"{cause} writing {path} ({_cause(error)}): the last {self._kept_s():.1f} s of the recording "
+                   f"were not saved; {holds}")
+        log.error("automation recorder: %s", message)
+        self.last_error = message
+        self._report.set(FAILED, message, str(path))
+
     def _flush_locked(self) -> None:
+        """Encode what was recorded and write what is not on disk yet; a fault sets ``health``, never raises."""
         with self._lock:
             new_cc, self._pending_cc = self._pending_cc, []
             rows, self._pending_rows = self._pending_rows, []
-            header_needed = self.columns is not None and not self._header_done and not self.jsonl
-        try:
-            if self.midi_path is not None:
-                self._write_midi(self._encode(new_cc))
-        except OSError as error:
-            self._needs_rewrite = True  # the caches hold everything; the next flush rewrites whole
-            self._fail(f"MIDI write failed: {error}")
-        if self._timeline is not None and (rows or header_needed):
+            latest_s = self._latest_s
+            if self.columns is not None and not self.jsonl and not self._header_done:
+                self._queue_header()
+        if rows:
+            self._timeline_unwritten += "".join(rows).encode("utf-8")
+        fault = None
+        if self.midi_path is not None:
+            self._encode(new_cc)
             try:
-                if header_needed:
-                    self._write_header()
-                self._timeline.write("".join(rows))
-                self._timeline.flush()
-                os.fsync(self._timeline.fileno())
+                self._write_midi()
             except OSError as error:
-                self._fail(f"timeline write failed: {error}")
+                fault = (self.midi_path, error)
+        if self.timeline_path is not None:
+            try:
+                self._write_timeline()
+                self._timeline_error = None
+            except OSError as error:
+                self._timeline_error = error
+                fault = fault or (self.timeline_path, error)
+        if fault is not None:
+            self._fault(*fault)
+            return
+        self._saved_s = latest_s
+        if not self._report.health.ok:
+            self._report.ok()
+            log.warning("automation recorder: writing again, nothing lost")
 
-    def _write_header(self) -> None:
+    def _queue_header(self) -> None:
         if not self.jsonl and not self._header_done:
-            self._timeline.write(_csv_line(["time_s", *self.columns]))
+            self._timeline_unwritten[:0] = _csv_line(["time_s", *self.columns]).encode("utf-8")
             self._header_done = True
+
+    def _write_timeline(self) -> None:
+        """Append the unwritten lines, then fsync. A write cut short keeps its whole lines and is
+        truncated back to the last of them, so the file never holds a cut line before a later one."""
+        if self._timeline_fd is None:  # the disk was full at __enter__
+            self._timeline_fd = os.open(self.timeline_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        if not self._timeline_unwritten:
+            return
+        data = memoryview(bytes(self._timeline_unwritten))
+        done = 0
+        try:
+            while done < len(data):
+                done += os.pwrite(self._timeline_fd, data[done:], self._timeline_size + done)
+        except OSError:
+            whole = bytes(data[:done]).rfind(b"\n") + 1
+            self._timeline_size += whole
+            del self._timeline_unwritten[:whole]
+            try:
+                os.ftruncate(self._timeline_fd, self._timeline_size)
+            except OSError:
+                pass  # the next write starts at the same offset with the same bytes
+            raise
+        # Not counted as written until fsync succeeds: on failure the same bytes go to the same place again.
+        os.fsync(self._timeline_fd)
+        self._timeline_size += len(data)
+        del self._timeline_unwritten[:len(data)]
+
+    def _close_files(self) -> None:
+        for name in ("_midi_fd", "_timeline_fd"):
+            fd = getattr(self, name)
+            setattr(self, name, None)
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def _encode(self, events: list[tuple[float, int, int, int, int]]) -> dict[int, bytes]:
         """Append events to the tracks' byte caches; returns the new bytes per lane."""
@@ -352,43 +553,66 @@ class AutomationRecorder:
             self.tracks[lane].events += chunk
         return new
 
-    def _write_midi(self, new: dict[int, bytes]) -> None:
-        if self._needs_rewrite:
+    def _write_midi(self) -> None:
+        """Bring the .mid up to date with the tracks: in place where there is room, else rewritten whole.
+
+        When the whole rewrite fails (disk full), the lanes that still have room are appended in
+        place anyway, so the file on disk loses as little as possible; the error is raised after.
+        """
+        if self._midi_fd is None:  # never written (disk full at __enter__) or a rewrite cut short
             self._rewrite(compact=False)
+            return
+        new = {lane: bytes(track.events[track.written:]) for lane, track in enumerate(self.tracks)
+               if track.written < len(track.events)}
+        if not new:
             return
         plans = self._plan_appends(new)
         if plans is None:  # a lane's reserve is used up: relayout everything, reserves doubled
-            self._rewrite(compact=False)
-            return
-        self._append_step1(plans)
-        os.fdatasync(self._midi_fd)
-        self._append_step2(plans)
-        os.fdatasync(self._midi_fd)
+            try:
+                self._rewrite(compact=False)
+                return
+            except OSError:
+                if self._midi_fd is not None:
+                    self._append(self._plan_appends(new, partial=True))
+                raise
+        self._append(plans)
 
-    def _plan_appends(self, new: dict[int, bytes]) -> list[tuple[_Track, bytes, int, int]] | None:
+    def _plan_appends(self, new: dict[int, bytes],
+                      partial: bool = False) -> list[tuple[_Track, bytes, int, int]] | None:
         """Per lane with new bytes: (track, bytes to write at its padding, new header offset, length).
 
-        None when some lane has no room left.
+        None when some lane has no room left; with ``partial``, the lanes with room.
         """
         plans = []
         for lane, chunk in new.items():
             track = self.tracks[lane]
             start = padding_start(track.pad_offset + len(chunk), track.end_offset)
             if start is None:
+                if partial:
+                    continue
                 return None
             plans.append((track, bytes(chunk) + start[0], start[1], start[2]))
         return plans
 
+    def _append(self, plans) -> None:
+        if not plans:
+            return
+        self._append_step1(plans)
+        os.fdatasync(self._midi_fd)
+        self._append_step2(plans)
+        os.fdatasync(self._midi_fd)
+
     def _append_step1(self, plans) -> None:
         """Write everything behind each old padding header (still opaque padding data to readers)."""
         for track, data, _, _ in plans:
-            os.pwrite(self._midi_fd, data[track.pad_header_len:], track.pad_offset + track.pad_header_len)
+            _pwrite_all(self._midi_fd, data[track.pad_header_len:], track.pad_offset + track.pad_header_len)
 
     def _append_step2(self, plans) -> None:
         """Overwrite the old padding headers (<= 7 bytes inside one sector): the switch."""
         for track, data, header_offset, header_len in plans:
-            os.pwrite(self._midi_fd, data[:track.pad_header_len], track.pad_offset)
+            _pwrite_all(self._midi_fd, data[:track.pad_header_len], track.pad_offset)
             track.pad_offset, track.pad_header_len = header_offset, header_len
+            track.written = len(track.events)
 
     def _encode_track0(self) -> bytes:
         tempo_us = int(round(60_000_000 / self.tempo_bpm))
@@ -403,47 +627,100 @@ class AutomationRecorder:
         """Write the whole .mid to a temp file, fsync, and atomically replace the old one.
 
         ``compact``: no padding (the final file); otherwise each lane gets free room equal to
-        its current size (at least MIN_RESERVE_BYTES) and the in-place offsets are reset.
+        its current size (at least MIN_RESERVE_BYTES) and the in-place offsets are reset. When
+        any step before the replace fails, the temp file is removed and the old file stays as it was.
         """
         started_s = time.perf_counter()
         temp_path = self.midi_path.with_name(self.midi_path.name + ".tmp")
         layout = []  # (track, pad offset, pad header len, end offset)
-        with open(temp_path, "wb") as out:
-            out.write(b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big")
-                      + (1 + len(self.tracks)).to_bytes(2, "big") + self.ppq.to_bytes(2, "big"))
-            out.write(b"MTrk" + len(self._track0).to_bytes(4, "big") + self._track0)
-            offset = 14 + 8 + len(self._track0)
-            for track in self.tracks:
-                name_meta = meta_event(0x03, track.name.encode("utf-8"))
-                body_start = offset + 8
-                pad_at = body_start + len(name_meta) + len(track.events)
-                if compact:
-                    tail = END_OF_TRACK
-                else:
-                    end = pad_at + max(self.min_reserve_bytes, len(track.events))
-                    start, header_offset, header_len = padding_start(pad_at, end)
-                    tail = start + bytes(end - pad_at - len(start)) + END_OF_TRACK
-                    layout.append((track, header_offset, header_len, end))
-                length = len(name_meta) + len(track.events) + len(tail)
-                out.write(b"MTrk" + length.to_bytes(4, "big"))
-                out.write(name_meta)
-                out.write(track.events)
-                out.write(tail)
-                offset = body_start + length
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_path, self.midi_path)
+        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            try:
+                _write_all(fd, b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big")
+                           + (1 + len(self.tracks)).to_bytes(2, "big") + self.ppq.to_bytes(2, "big")
+                           + b"MTrk" + len(self._track0).to_bytes(4, "big") + self._track0)
+                offset = 14 + 8 + len(self._track0)
+                for track in self.tracks:
+                    name_meta = meta_event(0x03, track.name.encode("utf-8"))
+                    body_start = offset + 8
+                    pad_at = body_start + len(name_meta) + len(track.events)
+                    if compact:
+                        tail = END_OF_TRACK
+                    else:
+                        end = pad_at + max(self.min_reserve_bytes, len(track.events))
+                        start, header_offset, header_len = padding_start(pad_at, end)
+                        tail = start + bytes(end - pad_at - len(start)) + END_OF_TRACK
+                        layout.append((track, header_offset, header_len, end))
+                    length = len(name_meta) + len(track.events) + len(tail)
+                    _write_all(fd, b"MTrk" + length.to_bytes(4, "big") + name_meta)
+                    _write_all(fd, track.events)
+                    _write_all(fd, tail)
+                    offset = body_start + length
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp_path, self.midi_path)
+        except BaseException:
+            _remove(temp_path)
+            raise
         _fsync_directory(self.midi_path.parent)
-        if self._midi_fd is not None:
-            os.close(self._midi_fd)
-            self._midi_fd = None
-        if not compact:
-            self._midi_fd = os.open(self.midi_path, os.O_RDWR)
-            for track, header_offset, header_len, end in layout:
-                track.pad_offset, track.pad_header_len, track.end_offset = header_offset, header_len, end
-        self._needs_rewrite = False
+        if self._midi_fd is not None:  # the old file is gone: its descriptor must not be written again
+            fd, self._midi_fd = self._midi_fd, None
+            os.close(fd)
         self.full_rewrites += 1
         self.last_rewrite_s = time.perf_counter() - started_s
+        if not compact:
+            for track, header_offset, header_len, end in layout:
+                track.pad_offset, track.pad_header_len, track.end_offset = header_offset, header_len, end
+                track.written = len(track.events)
+            self._midi_fd = os.open(self.midi_path, os.O_RDWR)
+
+
+def _write_all(fd: int, data) -> None:
+    """``os.write`` until all of ``data`` is written (a nearly full disk takes part of a write)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _cause(error: OSError | None) -> str:
+    """The system's words for an error: ``No space left on device``."""
+    if error is None:
+        return "unknown error"
+    return error.strerror or str(error)
+
+
+def _describe(error: OSError | None) -> tuple[str, str]:
+    """(what happened, what happens next) for a fault's message."""
+    code = getattr(error, "errno", None)
+    if code == errno.ENOSPC:
+        return "disk full", "resumes when space returns"
+    if code == errno.EDQUOT:
+        return "disk quota exceeded", "resumes when space returns"
+    if code == errno.EFBIG:
+        return "file too large", "retrying"
+    if code == errno.EIO:
+        return "disk error", "retrying"
+    return "cannot write", "retrying"
+
+
+def _csv_event_line(relative_s: float, columns: int, text: str) -> str:
+    """A CSV event row: ``time_s``, one empty cell per column, the text as one extra last field."""
+    return _csv_line([f"{relative_s:.4f}", *([""] * columns), text])
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -483,9 +760,12 @@ def _csv_line(fields: list[str]) -> str:
 
 
 def read_timeline(path: str | Path) -> list[dict]:
-    """Rows of a timeline file (CSV or .jsonl) as dicts of floats (None for empty cells).
+    """Rows of a timeline file (CSV or .jsonl), in file order.
 
-    A last line without its newline (the write a kill interrupted) is dropped.
+    Ordinary rows are dicts of floats (None for empty cells): ``{"time_s": 0.5, "valence": 6.25, ...}``.
+    Event rows (``AutomationRecorder.record_fault``) are ``{"time_s": 12.5, "event": "recording: back"}``;
+    tell them apart with ``"event" in row``. A last line without its newline (the write a kill
+    interrupted) is dropped.
     """
     text = Path(path).read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
@@ -496,5 +776,10 @@ def read_timeline(path: str | Path) -> list[dict]:
     if not rows:
         return []
     header = rows[0]
-    return [{name: (float(cell) if cell else None) for name, cell in zip(header, row)}
-            for row in rows[1:] if len(row) == len(header)]
+    out = []
+    for row in rows[1:]:
+        if len(row) == len(header):
+            out.append({name: (float(cell) if cell else None) for name, cell in zip(header, row)})
+        elif len(row) == len(header) + 1 and row[0] and not any(row[1:-1]):
+            out.append({"time_s": float(row[0]), "event": row[-1]})
+    return out
