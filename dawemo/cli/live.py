@@ -178,6 +178,10 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                         line += f" | machine '{chain.name}' underruns {machine.underrun_frames}"
                     print(line, file=sys.stderr, flush=True)
             stats = engine.stats()
+        # The recorder's last word comes after the watch thread stopped: a tail that a full disk
+        # kept from being saved is said here.
+        if recorder is not None and not recorder.health.ok:
+            print_error(f"recording: {recorder.health.message}")
         if stop_requested:
             print(f"\ndawemo run: stopped ({stop_requested[0]})", file=sys.stderr)
         if not args.quiet:

@@ -63,12 +63,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from dawemo.faults import FAILED, RECOVERING, Health, HealthReport
+from dawemo.faults import DEGRADED, FAILED, RECOVERING, Health, HealthReport
 
 log = logging.getLogger(__name__)
 
 SECTOR_BYTES = 512  # the padding header is kept inside one sector so its rewrite cannot tear
 MIN_RESERVE_BYTES = 16 * 1024  # per lane: ~100 s of 30 Hz CC before the first full rewrite
+LOW_SPACE_BYTES = 64 * 1024  # free space below which the recorder warns (degraded)
 END_OF_TRACK = b"\x00\xff\x2f\x00"
 # Faults of the disk rather than of the request: at __enter__ these start the recorder recovering
 # instead of raising (other errors there, e.g. permission denied, are usage errors and raise).
@@ -487,9 +488,40 @@ class AutomationRecorder:
             self._fault(*fault)
             return
         self._saved_s = latest_s
+        low = self._low_space()
+        if low is not None:
+            if self._report.health.state != DEGRADED:
+                self._report.set(DEGRADED, low[0], low[1])
+            return
         if not self._report.health.ok:
             self._report.ok()
             log.warning("automation recorder: writing again, nothing lost")
+
+    def _low_space(self) -> tuple[str, str] | None:
+        """(message, folder) when a file's filesystem is nearly full, so the performer hears of it
+        before writes fail (appends in reserved space and in a page's last bytes go on for a while)."""
+        midi_bytes = self._file_bytes(self.midi_path)
+        for path in (self.midi_path, self.timeline_path):
+            if path is None:
+                continue
+            try:
+                stat = os.statvfs(path.parent)
+            except (OSError, AttributeError):  # no statvfs on Windows: writes failing still say it
+                return None
+            free_bytes = stat.f_bavail * stat.f_frsize
+            # A full rewrite of the .mid needs room for a second copy.
+            if free_bytes < max(LOW_SPACE_BYTES, midi_bytes):
+                return (f"disk almost full at {path.parent} ({free_bytes // 1024} KiB free): recording goes on "
+                        "in the space it has; it pauses, keeping what follows in memory, if that runs out",
+                        str(path.parent))
+        return None
+
+    @staticmethod
+    def _file_bytes(path: Path | None) -> int:
+        try:
+            return path.stat().st_size if path is not None else 0
+        except OSError:
+            return 0
 
     def _queue_header(self) -> None:
         if not self.jsonl and not self._header_done:
