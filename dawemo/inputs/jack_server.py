@@ -61,7 +61,10 @@ class DummyJackServer:
         return self
 
     def _wait_until_ready(self, timeout_s: float = 10.0) -> None:
-        import jack
+        try:
+            import jack
+        except (ImportError, OSError) as error:  # JACK-Client raises OSError when libjack is missing
+            raise JackServerError(f"jackd started, but JACK-Client cannot load libjack: {error}") from None
 
         jack.set_error_function(lambda message: None)  # "cannot connect" is expected while it starts
         deadline = time.monotonic() + timeout_s
