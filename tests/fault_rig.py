@@ -214,7 +214,17 @@ def _readable(midi_path: Path, timeline_path: Path) -> tuple[bool, list[float], 
         rows = read_timeline(timeline_path)
     except Exception as error:
         return False, [], f"{type(error).__name__}: {error}"
-    return True, [float(row["time_s"]) for row in rows if row.get("valence") not in (None, "")], ""
+    return True, [float(row["time_s"]) for row in rows if "event" not in row], ""
+
+
+def _event_rows(timeline_path: Path) -> list[str]:
+    """The fault and recovery lines the engine marked in the timeline."""
+    from dawemo.outputs.recorder import read_timeline
+
+    try:
+        return [row["event"] for row in read_timeline(timeline_path) if "event" in row]
+    except Exception:
+        return []
 
 
 def _since(later: float | None, earlier: float | None) -> float | None:
@@ -294,6 +304,7 @@ def scenario(name: str) -> dict:
         if updates is not None:
             row["unsaved_after_s"] = round(max(0, updates - len(times)) * hop_s, 2)
         row["updates"], row["timeline_rows"] = updates, len(times)
+        row["timeline_events"] = _event_rows(timeline)
         row["tail"] = dawemo.tail()
     finally:
         if dawemo.process.poll() is None:

@@ -52,6 +52,10 @@ def test_jack_server_gone_is_said_and_rejoined_with_midi(fault):
     # The peer reconnected our CC port after the restart, and the CC flows again.
     assert row["reconnected"] and row["cc_before"] > 0 and row["cc_after"] > 0, row
     assert row["updates"] == row["timeline_rows"], row
+    # The gap is marked in the timeline: the fault and the return, each where it happened.
+    events = row["timeline_events"]
+    assert any(line.startswith("input: recovering") for line in events), events
+    assert any(line.startswith("input: back") for line in events), events
 
 
 def test_disk_full_keeps_cc_flowing_and_recording_resumes():
