@@ -272,6 +272,20 @@ class DeviceSource(_RingSource):
     and copies what it gets into the ring; frames pedalboard itself dropped are counted, not
     raised.
 
+    A device that goes away (unplugged, its driver or server gone) raises nothing in pedalboard:
+    its stream just stops delivering. When no frame arrives for ``stall_s`` (or the reader
+    fails), ``health`` turns ``recovering`` and ``read`` returns None instead of raising (a
+    reader failure is raised once, as an AudioSourceError). A stream that resumes within
+    ``retry_interval_s`` is kept; otherwise, from the consumer's thread and every
+    ``retry_interval_s``, it closes the dead stream and opens the same device again; ``health`` is
+    ok again once the reopened stream delivers. ``reopens`` counts the times it came back.
+
+    pedalboard (0.9.26) holds the GIL while it opens or closes a device, so closing a dead stream
+    and each attempt that finds the device pause every Python thread for as long as JUCE takes
+    (milliseconds for most devices; ALSA's JACK PCM: up to 2 s to close, ~4 s to open); attempts
+    that find nothing are cheap. It cannot close a device whose read blocks (ALSA's ``file`` PCM
+    on a pipe whose writer pauses): JUCE kills its thread and the process aborts.
+
     Args:
         device_name: exact input name, or a case-insensitive substring matching exactly one input;
             None for the system default input.
@@ -281,33 +295,54 @@ class DeviceSource(_RingSource):
         device_buffer_s: seconds pedalboard's own FIFO holds for a slow reader thread.
         target_rate: rate in Hz of the audio ``read`` returns.
         stream_class: the AudioStream class (a stand-in in tests); pedalboard's by default.
+        reopen: reopen a device that returns; False makes a lost device an AudioSourceError.
+        stall_s: seconds without frames from the open stream after which the device is taken for gone.
+        retry_interval_s: seconds between attempts to reopen it (the first comes this long after
+            the loss, so that whoever watches ``health`` sees the fault before the close pauses it).
     """
 
     def __init__(self, device_name: str | None = None, sample_rate: float | None = None, channels: int = 2,
                  buffer_s: float = 2.0, device_buffer_s: float = 0.5, target_rate: int = C.SAMPLE_RATE,
-                 stream_class=None) -> None:
+                 stream_class=None, reopen: bool = True, stall_s: float = 0.5,
+                 retry_interval_s: float = 0.5) -> None:
         super().__init__(buffer_s, target_rate)
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
         if not device_buffer_s > 0:
             raise ValueError(f"device_buffer_s must be positive, got {device_buffer_s}")
+        if not stall_s > 0 or not retry_interval_s > 0:
+            raise ValueError(f"stall_s and retry_interval_s must be positive, got {stall_s} and {retry_interval_s}")
         self.device_name = device_name
         self.requested_sample_rate = sample_rate
         self.requested_channels = int(channels)
         self.device_buffer_s = float(device_buffer_s)
+        self.reopen = reopen
+        self.stall_s = float(stall_s)
+        self.retry_interval_s = float(retry_interval_s)
+        self.reopens = 0
+        self.report = HealthReport(where=f"audio input '{device_name or 'default'}'")
         self._stream_class = stream_class
         self._stream = None
         self._reader: threading.Thread | None = None
         self._stopping = False
         self._device_dropped = 0
+        self._device = ""  # the resolved name, reopened after a loss
+        self._device_listed = False  # whether it was in the list of inputs when first opened
+        self._gone: str | None = None  # why the device is taken for gone; set by the reader thread
+        self._next_try_s = 0.0
         self.name = f"device:{device_name or 'default'}"
+
+    @property
+    def health(self) -> Health:
+        return self.report.health
 
     @property
     def dropped_frames(self) -> int:
         ring_overruns = self._ring.overrun_frames if self._ring is not None else 0
         return self._device_dropped + ring_overruns
 
-    def _resolve(self, stream_class) -> str:
+    def _resolve(self, stream_class) -> tuple[str, bool]:
+        """(the input to open, whether it is in the list of inputs)."""
         try:
             names = list(stream_class.input_device_names)
         except Exception as error:
@@ -319,8 +354,8 @@ class DeviceSource(_RingSource):
                 listing = "; ".join(repr(name) for name in names) if names else "(none found)"
                 raise AudioSourceError(f"there is no default audio input device; choose one of: {listing}")
             if requested not in names:
-                return requested  # the default may be absent from the list on some back ends
-        return resolve_device_name(requested, names)
+                return requested, False  # the default may be absent from the list on some back ends
+        return resolve_device_name(requested, names), True
 
     def _construct(self, stream_class, device: str, channels: int):
         # Size the FIFO for the highest common rate when the device picks its own.
@@ -343,13 +378,21 @@ class DeviceSource(_RingSource):
         if self._stream_class is None:
             _use_system_alsa_plugins()
         stream_class = self._stream_class or _pedalboard_stream_class()
-        device = self._resolve(stream_class)
+        device, listed = self._resolve(stream_class)
         self.name = f"device:{device}"
-        stream = self._construct(stream_class, device, self.requested_channels)
+        self._device, self._device_listed = device, listed
+        self._device_dropped = 0
+        self.report.where = f"audio input '{device}'"
+        self.report.ok()
+        self._start_stream(stream_class, device, self.requested_channels, new_ring=True)
+
+    def _start_stream(self, stream_class, device: str, channels: int, new_ring: bool) -> None:
+        """Open and start ``device`` and the reader thread; a new ring when asked or when the format changed."""
+        stream = self._construct(stream_class, device, channels)
         opened_channels = int(stream.num_input_channels)
         if opened_channels < 1:
             raise AudioSourceError(f"audio device {device!r} has no input channels")
-        if opened_channels != self.requested_channels:
+        if opened_channels != channels:
             # pedalboard sizes its FIFO for the channels asked for, but the device callback writes
             # every channel the device opened: a mismatch corrupts memory (seen as a segfault on
             # the first read). The stream has not started yet, so ask again with the real count.
@@ -357,8 +400,8 @@ class DeviceSource(_RingSource):
             stream = self._construct(stream_class, device, opened_channels)
             if int(stream.num_input_channels) != opened_channels:
                 raise AudioSourceError(f"audio device {device!r} changed its channel count while opening")
-        self._start_ring(float(stream.sample_rate), opened_channels)
-        self._device_dropped = 0
+        if new_ring or (float(stream.sample_rate), opened_channels) != (self.sample_rate, self.channels):
+            self._start_ring(float(stream.sample_rate), opened_channels)
         stream.ignore_dropped_input = True  # count drops ourselves instead of raising from read()
         try:
             stream.__enter__()
@@ -366,12 +409,17 @@ class DeviceSource(_RingSource):
             raise AudioSourceError(f"cannot start audio input {device!r}: {error}") from None
         self._stream = stream
         self._stopping = False
+        self._gone = None
+        self._error = None
         self._reader = threading.Thread(target=self._read_device, name=f"dawemo-{self.name}", daemon=True)
         self._reader.start()
 
     def _read_device(self) -> None:
-        """Reader thread: move whatever pedalboard has buffered into the ring, nothing else."""
+        """Reader thread: move whatever pedalboard has buffered into the ring, and notice a silent stream."""
         stream, ring = self._stream, self._ring
+        # A read after a long pause (this thread starved of the GIL) returns what the FIFO kept
+        # meanwhile, so only an empty read counts towards the stall.
+        last_frames_s = time.monotonic()
         try:
             while not self._stopping:
                 dropped = stream.dropped_input_frame_count  # read() resets it
@@ -387,26 +435,112 @@ class DeviceSource(_RingSource):
                     continue
                 if dropped:
                     self._device_dropped += int(dropped)
+                now_s = time.monotonic()
                 if block.shape[-1]:
                     ring.write(block if block.ndim == 2 else block[None, :])
+                    last_frames_s = now_s
+                    if self._gone is not None or not self.report.health.ok:
+                        # A stalled device that resumed before read() closed it, or a reopened one.
+                        self._gone = None
+                        self.report.ok()
+                elif self._gone is None and now_s - last_frames_s >= self.stall_s:
+                    self._lost(f"no audio for {now_s - last_frames_s:.1f} s")
                 time.sleep(_POLL_S)
-        except BaseException as error:  # surfaced by read() on the consumer's thread
+        except BaseException as error:  # raised once by read() on the consumer's thread
             self._error = error
+            self._lost(f"capture failed: {error}")
 
-    def close(self) -> None:
+    def _lost(self, reason: str) -> None:
+        """Reader thread: take the device for gone; read() closes and reopens it unless it resumes first."""
+        self._next_try_s = time.monotonic() + self.retry_interval_s
+        self._gone = f"audio input {self._device!r} stopped delivering ({reason})"
+        if self.reopen:
+            self.report.set(faults.RECOVERING, self._gone + "; reopening it when it returns")
+        else:
+            self.report.set(faults.FAILED, self._gone + "; restart the input to try again")
+
+    def _raise_audio_side_error(self) -> None:
+        """Raise the reader's failure once; read() then recovers from it as from a stall."""
+        error, self._error = self._error, None
+        if isinstance(error, AudioSourceError):
+            raise error
+        if error is not None:
+            raise AudioSourceError(f"{self.name}: capture failed: {error}") from error
+
+    def read(self, timeout_s: float = 0.1) -> np.ndarray | None:
+        if self._ring is None:
+            raise AudioSourceError(f"{self.name} is not open; use it in a 'with' statement")
+        self._raise_audio_side_error()
+        if self._gone is not None:
+            if not self.reopen:
+                raise AudioSourceError(self._gone)
+            if not self._try_reopen():
+                time.sleep(max(0.0, min(timeout_s, self._next_try_s - time.monotonic())))
+                return None
+        return super().read(timeout_s)
+
+    def _try_reopen(self) -> bool:
+        """One attempt (at most every ``retry_interval_s``) to close the dead stream and open the device again."""
+        if time.monotonic() < self._next_try_s:
+            return False
+        self._stop_stream()
+        try:
+            stream_class = self._stream_class or _pedalboard_stream_class()
+            with LibraryMessagesToLog():  # libjack and alsa-lib would print each failed attempt
+                if self._device_listed and self._device not in list(stream_class.input_device_names):
+                    raise AudioSourceError(f"audio input {self._device!r} is not listed")
+                self._start_stream(stream_class, self._device, self.channels, new_ring=False)
+        except Exception as error:  # pedalboard raises several types for a device that is not there
+            log.debug("reopening %s: %s", self._device, error)
+            self._next_try_s = time.monotonic() + self.retry_interval_s
+            return False
+        self.reopens += 1
+        return True
+
+    def _stop_stream(self) -> None:
+        """Stop the reader thread and close the stream; a dead device's stream within a bound."""
         stream, self._stream = self._stream, None
         if self._reader is not None:
             # Stop reading first: pedalboard's read() on a stopped stream restarts the device.
             self._stopping = True
             self._reader.join(timeout=5.0)
             self._reader = None
-        if stream is not None:
-            try:
-                stream.__exit__(None, None, None)
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
+        if stream is None:
+            return
+        if self._gone is not None:
+            _close_stream_bounded(stream)
+            return
+        try:
+            stream.__exit__(None, None, None)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def close(self) -> None:
+        self._stop_stream()
+
+
+def _close_stream_bounded(stream, timeout_s: float = 1.0) -> bool:
+    """Stop and close an AudioStream whose device is gone, waiting at most ``timeout_s``; True if closed.
+
+    A close that blocks while releasing the GIL is left to its daemon thread. pedalboard 0.9 holds
+    the GIL in ``__exit__``, so there JUCE bounds it: it waits for its audio thread's current
+    device wait (up to 2 s on ALSA) and kills that thread after 6 s.
+    """
+    def close() -> None:
+        try:
+            stream.__exit__(None, None, None)
+            close_method = getattr(stream, "close", None)
+            if close_method is not None:
+                close_method()
+        except Exception as error:
+            log.debug("closing the stream of a gone audio input: %s", error)
+
+    closer = threading.Thread(target=close, name="dawemo-device-close", daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    return not closer.is_alive()
 
 
 # ---------------------------------------------------------------------------------------------
