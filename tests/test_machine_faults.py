@@ -130,8 +130,11 @@ class Server:
         """Start and wait until a client can join; returns the ``time.monotonic()`` it was ready."""
         import jack
 
+        from dawemo.inputs.jack_server import _die_with_parent  # a scenario that fails leaves no server behind
+
         self.process = subprocess.Popen(["jackd", "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(RATE),
-                                         "-p", str(PERIOD)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                         "-p", str(PERIOD)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
