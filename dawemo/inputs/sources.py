@@ -36,6 +36,7 @@ from dawemo.inputs.ring_buffer import FrameRing
 
 log = logging.getLogger(__name__)
 
+FIRST_REJOIN_DELAY_S = 0.25  # after a server shut down, before the first attempt to join one again
 SILENCE_DBFS = -120.0  # level reported for digital silence and before any audio
 _POLL_S = 0.005  # how often a waiting read() or the device reader looks for new frames
 
@@ -664,6 +665,9 @@ class JackSource(_RingSource):
         self._client = None
         self._ports: list = []
         self._gone: str | None = None  # why the server is taken for gone; set by a JACK thread too
+        self._shut_down = False  # the server told the current client it shut down (see release_jack_client)
+        self._generation = 0  # of the current client: callbacks of earlier clients are ignored
+        self._dead_clients: list = []
         self._missing: list[str] = []  # patterns whose ports were not there at the last try
         self._progress = (0, 0.0)  # (ring.produced_frames, when it last grew)
         self._next_try_s = 0.0
@@ -703,20 +707,25 @@ class JackSource(_RingSource):
     def _join(self, client, sources: list[str]) -> None:
         """Register the ports on ``client``, activate it and connect ``sources``."""
         self._ports = [client.inports.register(f"in_{index + 1}") for index in range(self.channels)]
-        client.set_process_callback(self._process)
+        self._generation += 1
+        generation = self._generation
+        client.set_process_callback(lambda frames: self._process(frames, generation))
         client.set_xrun_callback(self._xrun)
-        client.set_shutdown_callback(self._shutdown)
+        client.set_shutdown_callback(lambda status, reason: self._shutdown(status, reason, generation))
         client.activate()
         for index, source in enumerate(sources):
             client.connect(source, self._ports[index % self.channels])
         self.connected = sources
         self._client = client
         self._gone = None
+        self._shut_down = False
         self._progress = (self._ring.produced_frames, time.monotonic())
         self.name = f"jack:{client.name}"
 
-    def _process(self, frames: int) -> None:
+    def _process(self, frames: int, generation: int = 0) -> None:
         """JACK's real-time thread: copy the ports' blocks into the ring and return."""
+        if generation != self._generation:  # a client let go of whose hung server woke up
+            return
         try:
             self._ring.write([port.get_array() for port in self._ports])
         except Exception as error:  # surfaced by read(); raising here would stop the callback silently
@@ -725,8 +734,13 @@ class JackSource(_RingSource):
     def _xrun(self, delay_us: float) -> None:
         self.xruns += 1
 
-    def _shutdown(self, status, reason: str) -> None:
+    def _shutdown(self, status, reason: str, generation: int = 0) -> None:
         # A JACK thread: only note it; the consumer's read() does the rest.
+        if generation != self._generation:
+            return
+        self._shut_down = True
+        # Not at once: an open in the very moment of the shutdown was seen to crash libjack.
+        self._next_try_s = time.monotonic() + FIRST_REJOIN_DELAY_S
         self._gone = f"the JACK server shut down ({reason})"
         self.report.set(faults.RECOVERING, self._gone + "; rejoining when it returns")
 
@@ -763,7 +777,7 @@ class JackSource(_RingSource):
             return False
         self._next_try_s = now_s + self.retry_interval_s
         if self._client is not None:
-            _close_client_bounded(self._client)
+            release_jack_client(self._client, self._shut_down, self._dead_clients)
             self._client, self._ports = None, []
         try:
             client = open_jack_client(self.client_name, self.server_name)
@@ -812,7 +826,7 @@ class JackSource(_RingSource):
                 finally:
                     client.close()
             else:
-                _close_client_bounded(client)  # its server is gone: closing may hang
+                release_jack_client(client, self._shut_down, self._dead_clients)  # its server is gone
         self._ports = []
 
 
@@ -831,6 +845,25 @@ def _match_present(patterns: Sequence[str], available: Sequence[str]) -> tuple[l
         except AudioSourceError:
             missing.append(pattern)
     return found, missing
+
+
+def release_jack_client(client, server_shut_down: bool, keep: list) -> None:
+    """Let go of a JACK client whose server went away, without ever crashing the process.
+
+    After a server shut down, jack2's next ``jack_client_open`` in this process (by any part: the
+    input, the MIDI port, the machine sound) frees that server's clients itself; deactivating or
+    closing one of them afterwards is a use-after-free that kills the process. So a client whose
+    server said it shut down is never touched again: its handle is cleared (JACK-Client's close()
+    and __del__ do nothing then) and the object is kept in ``keep``. A client whose server only
+    stopped cycling (killed unnoticed, or hung) is closed, with a bounded wait.
+    """
+    if server_shut_down:
+        import jack
+
+        client._ptr = jack._ffi.NULL
+        keep.append(client)
+    else:
+        _close_client_bounded(client)
 
 
 def _close_client_bounded(client, timeout_s: float = 1.0) -> bool:

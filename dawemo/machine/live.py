@@ -27,7 +27,7 @@ from dawemo import faults
 from dawemo.faults import Health, HealthReport
 from dawemo.inputs.ring_buffer import FrameRing
 from dawemo.inputs.sources import (AudioSourceError, _close_client_bounded, _match_present, _server_label,
-                                   match_jack_ports, open_jack_client)
+                                   match_jack_ports, open_jack_client, release_jack_client)
 from dawemo.machine.chain import Chain
 from dawemo.machine.plugins import is_external
 from dawemo.machine.processor import MachineChain
@@ -197,22 +197,8 @@ class JackMachine:
             self._let_go(client)
 
     def _let_go(self, client) -> None:
-        """Close ``client``, or only forget it when its server shut down.
-
-        After a server shut down, jack2's next ``jack_client_open`` in this process (by any part:
-        the input, the MIDI port, this machine) closes and frees that server's clients itself;
-        deactivating or closing one of them afterwards is a use-after-free that kills the process.
-        So such a client is never touched again: its pointer is cleared (JACK-Client would close it
-        when garbage collected) and the object is kept. Otherwise the close is bounded, as the
-        server may be gone unnoticed yet or hung.
-        """
-        if self._shut_down:
-            import jack
-
-            client._ptr = jack._ffi.NULL  # JACK-Client's handle: close() and __del__ do nothing with NULL
-            self._dead_clients.append(client)
-        else:
-            _close_client_bounded(client)
+        """Close ``client``, or only forget it when its server shut down (``release_jack_client``)."""
+        release_jack_client(client, self._shut_down, self._dead_clients)
 
     # -- connections ----------------------------------------------------------------------------
 

@@ -320,6 +320,7 @@ class MidiOutput:
         self._latest_while_lost: dict[tuple, list[int]] = {}
         self._warned_closed = False
         self._lost_since_s = 0.0
+        self._dead_clients: list = []  # JACK clients of a shut-down server: never closed (see _let_go_of_jack_client)
 
     @property
     def health(self) -> Health:
@@ -699,10 +700,14 @@ class MidiOutput:
         libjack then frees every client of the process, and closing one later would crash.
         """
         rt, self._rt = self._rt, None
+        server_gone = self._server_gone.is_set()
         if rt is not None:
             try:
-                rt.close_port()
-                rt.delete()
+                if server_gone and isinstance(rt, JackMidiOut):
+                    rt.let_go()
+                else:
+                    rt.close_port()
+                    rt.delete()
             except Exception as error:
                 log.debug("closing rtmidi port: %s", error)
         self._local_jack_port = None
@@ -711,7 +716,10 @@ class MidiOutput:
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
             try:
-                monitor.close()
+                if server_gone:
+                    _let_go_of_jack_client(monitor, self._dead_clients)
+                else:
+                    monitor.close()
             except Exception as error:
                 log.debug("closing JACK monitor client: %s", error)
 
@@ -797,3 +805,23 @@ class JackMidiOut:
 
     def delete(self) -> None:
         self.close_port()
+
+    def let_go(self) -> None:
+        """Forget the client of a server that shut down, without closing it (_let_go_of_jack_client)."""
+        client, self._client = self._client, None
+        self._port = None
+        if client is not None:
+            _let_go_of_jack_client(client, JackMidiOut._dead_clients)
+
+    _dead_clients: list = []
+
+
+def _let_go_of_jack_client(client, keep: list) -> None:
+    """After a JACK server shut down, jack2's next client open in this process frees that server's
+    clients itself; closing one afterwards crashes the process. So such a client is never closed:
+    its handle is cleared (JACK-Client's close() and __del__ do nothing then) and the object kept.
+    (dawemo.inputs.sources.release_jack_client does the same for the input and the machine sound.)"""
+    import jack
+
+    client._ptr = jack._ffi.NULL
+    keep.append(client)
