@@ -2,7 +2,8 @@
 
 ``EmotionTracker`` is a streaming stage (``process``/``reset``): audio in any block size ->
 spectrogram frames -> network segments (each computed once) -> a window update every hop.
-Feeding a file whole or block by block gives the same updates.
+Feeding a file whole or block by block gives the same updates. ``ClipAnalyzer`` adds what a
+whole file needs (timeline, clip summary, length and silence checks) without holding its audio.
 """
 
 from __future__ import annotations
@@ -118,6 +119,55 @@ class EmotionTracker:
         return midlevel, self.model.emotions_from_midlevel(midlevel)
 
 
+class ClipAnalyzer:
+    """A whole signal's timeline and clip summary, fed block by block (memory does not grow with length).
+
+    ``process`` feeds mono blocks at the model's sample rate in any size; ``finish`` returns the
+    ``Analysis``. The clip summary is the mean of every segment's logits, kept as a running sum,
+    so feeding a file whole or in blocks gives the same analysis.
+
+    Args:
+        model: the ONNX model.
+        window_s, hop_s: as for ``EmotionTracker``.
+    """
+
+    def __init__(self, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
+                 hop_s: float = C.DEFAULT_HOP_S) -> None:
+        self.model = model
+        self.tracker = EmotionTracker(model, window_s, hop_s)
+        self.updates: list[EmotionUpdate] = []
+        self.n_samples = 0
+        self.heard = False  # some sample above -120 dBFS
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of audio fed so far."""
+        return self.n_samples / self.model.sample_rate
+
+    def process(self, samples: np.ndarray) -> None:
+        """Feed mono samples, shape (n,), at the model's sample rate."""
+        samples = np.asarray(samples, dtype=np.float32)
+        self.n_samples += len(samples)
+        self.heard = self.heard or bool(np.any(np.abs(samples) > 1e-6))
+        self.updates += self.tracker.process(samples)
+
+    def finish(self) -> Analysis:
+        """The analysis of everything fed.
+
+        Raises:
+            ValueError: the signal is shorter than one segment or silent.
+        """
+        model = self.model
+        min_s = ((model.segment_frames - 1) * model.hop_size + model.frame_size) / model.sample_rate
+        if self.duration_s < min_s:
+            raise ValueError(f"too short: {self.duration_s:.2f} s of audio, needs at least {min_s:.2f} s")
+        if not self.heard:
+            raise ValueError("audio is silent (no sample above -120 dBFS)")
+        analysis = Analysis(self.duration_s, list(self.updates))
+        analysis.summary_midlevel, analysis.summary_emotions = self.tracker.summary()
+        return analysis
+
+
 def analyze_samples(samples: np.ndarray, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
                     hop_s: float = C.DEFAULT_HOP_S) -> Analysis:
     """Analyse a whole mono signal at the model's sample rate.
@@ -126,16 +176,8 @@ def analyze_samples(samples: np.ndarray, model: EmotionModel, window_s: float = 
         ValueError: the signal is shorter than one segment or silent.
     """
     samples = np.asarray(samples, dtype=np.float32)
-    duration_s = len(samples) / model.sample_rate
-    min_s = ((model.segment_frames - 1) * model.hop_size + model.frame_size) / model.sample_rate
-    if duration_s < min_s:
-        raise ValueError(f"too short: {duration_s:.2f} s of audio, needs at least {min_s:.2f} s")
-    if not np.any(np.abs(samples) > 1e-6):
-        raise ValueError("audio is silent (no sample above -120 dBFS)")
-    tracker = EmotionTracker(model, window_s, hop_s)
-    analysis = Analysis(duration_s)
-    block = 60 * model.sample_rate  # bounded memory for long files; blocks do not change the result
+    clip = ClipAnalyzer(model, window_s, hop_s)
+    block = 60 * model.sample_rate  # bounded working memory; blocks do not change the result
     for start in range(0, len(samples), block):
-        analysis.updates += tracker.process(samples[start : start + block])
-    analysis.summary_midlevel, analysis.summary_emotions = tracker.summary()
-    return analysis
+        clip.process(samples[start : start + block])
+    return clip.finish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -51,32 +52,103 @@ def wav_truncation(path: Path) -> str | None:
             f.seek(size + (size & 1), 1)
 
 
+def audio_duration_s(path: str | Path) -> float | None:
+    """Length in seconds from the file's header (an estimate for some MP3s), or None when unreadable."""
+    from pedalboard.io import AudioFile
+
+    try:
+        with AudioFile(str(path)) as opened:
+            return opened.frames / opened.samplerate if opened.samplerate > 0 else None
+    except Exception:  # the analysis reports the reason; a header scan only sizes a progress bar
+        return None
+
+
+class AudioFileReader:
+    """An audio file read as mono float32 blocks at ``sample_rate``, so memory does not grow with length.
+
+    Use it in a ``with`` statement; ``blocks()`` yields the samples that ``load_audio`` returns,
+    cut into blocks (pedalboard's streaming resampler gives the same samples for any block size).
+
+    Args:
+        path: any format pedalboard reads.
+        sample_rate: rate of the blocks, in Hz.
+        block_s: seconds of audio per block (the last one is shorter).
+    Raises:
+        AudioInputError: on entering (missing, empty, truncated or undecodable file) and from
+            ``blocks()`` (decoding fails part way, or NaN or infinite samples).
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int = C.SAMPLE_RATE, block_s: float = 20.0) -> None:
+        if not block_s > 0:
+            raise ValueError(f"block_s must be positive, got {block_s}")
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.block_frames = max(1, int(round(block_s * sample_rate)))
+        self.duration_s = 0.0  # from the header once open: an estimate for some MP3s
+        self._file = None
+        self._reader = None
+
+    def __enter__(self) -> AudioFileReader:
+        from pedalboard.io import AudioFile
+
+        problem = path_problem(self.path) or wav_truncation(self.path)
+        if problem:
+            raise AudioInputError(problem)
+        try:
+            self._file = AudioFile(str(self.path))
+            if self._file.frames == 0 or self._file.num_channels == 0:
+                raise AudioInputError(f"{self.path}: contains no audio frames")
+            self._reader = self._file.resampled_to(float(self.sample_rate))
+            self.duration_s = self._reader.frames / self.sample_rate
+        except BaseException as error:
+            self.close()
+            if isinstance(error, AudioInputError) or not isinstance(error, Exception):
+                raise
+            raise self._decode_error(error) from None
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for opened in (self._reader, self._file):
+            if opened is not None:
+                opened.close()
+        self._file = self._reader = None
+
+    def _decode_error(self, error: Exception) -> AudioInputError:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return AudioInputError(f"{self.path}: cannot decode audio ({reason})")
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Mono float32 blocks of ``block_frames`` samples (fewer in the last) until the file ends."""
+        if self._reader is None:
+            raise AudioInputError(f"{self.path}: not open; use AudioFileReader in a 'with' statement")
+        total = 0
+        while True:
+            try:
+                block = self._reader.read(self.block_frames)
+            except Exception as error:  # pedalboard raises several types for unreadable files
+                raise self._decode_error(error) from None
+            if block.shape[-1] == 0:  # read returns fewer frames only at the end
+                break
+            mono = to_mono(block)
+            if not np.all(np.isfinite(mono)):
+                raise AudioInputError(f"{self.path}: audio contains NaN or infinite samples")
+            total += mono.size
+            yield mono
+        if total == 0:
+            raise AudioInputError(f"{self.path}: contains no audio frames")
+
+
 def load_audio(path: str | Path, sample_rate: int = C.SAMPLE_RATE) -> np.ndarray:
-    """Decode any format pedalboard reads to mono float32 at ``sample_rate``.
+    """Decode any format pedalboard reads to mono float32 at ``sample_rate``, whole.
+
+    For long files, read blocks with ``AudioFileReader`` instead.
 
     Raises:
         AudioInputError: missing, empty, unreadable or non-finite audio.
     """
-    from pedalboard.io import AudioFile
-
-    path = Path(path)
-    problem = path_problem(path) or wav_truncation(path)
-    if problem:
-        raise AudioInputError(problem)
-    try:
-        with AudioFile(str(path)) as opened:
-            if opened.frames == 0 or opened.num_channels == 0:
-                raise AudioInputError(f"{path}: contains no audio frames")
-            with opened.resampled_to(float(sample_rate)) as resampled:
-                samples = resampled.read(resampled.frames)
-    except AudioInputError:
-        raise
-    except Exception as error:  # pedalboard raises several types for unreadable files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise AudioInputError(f"{path}: cannot decode audio ({reason})") from None
-    mono = to_mono(samples)
-    if mono.size == 0:
-        raise AudioInputError(f"{path}: contains no audio frames")
-    if not np.all(np.isfinite(mono)):
-        raise AudioInputError(f"{path}: audio contains NaN or infinite samples")
-    return mono
+    with AudioFileReader(path, sample_rate, block_s=600.0) as reader:
+        blocks = list(reader.blocks())
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
