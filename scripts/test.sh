@@ -20,5 +20,5 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --upgrade pip "setuptools>=77"
-.venv/bin/pip install --quiet -e ".[train,dev]"
+.venv/bin/pip install --quiet -e ".[train,dev,cluster]"
 exec .venv/bin/python -m pytest -q -ra "$@"

@@ -343,22 +343,6 @@ def test_plot_targets_single_and_unique_per_stem():
         Path("figs/out-song.png"), Path("figs/out-song-2.png"), Path("figs/out-other.png")]
 
 
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_rewrites_the_line_on_a_terminal():
-    stream = FakeTerminal()
-    progress = cli.Progress(2, enabled=True, stream=stream)
-    progress.show(0, "a.wav")
-    progress.message("dawemo: error: a.wav: bad")
-    progress.show(1, "b.wav")
-    progress.clear()
-    assert stream.getvalue() == ("\r\x1b[K[1/2] a.wav" "\r\x1b[K" "dawemo: error: a.wav: bad\n"
-                                 "\r\x1b[K[2/2] b.wav" "\r\x1b[K")
-
-
 def test_text_summary_arithmetic_matches_the_model(batch):
     document = batch["document"]
     entry = entry_for(document, batch["clips"].good["chords"])

@@ -12,9 +12,9 @@ missing/broken model or unwritable output, 130 interrupted. An unexpected error 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,50 +98,6 @@ def check_output_path(path: Path, what: str) -> None:
         raise UsageError(f"cannot write {what} {path}: directory {parent} is not writable")
 
 
-class Progress:
-    """``[3/10] name.wav`` on stderr: rewritten in place on a terminal, one line each otherwise.
-
-    Args:
-        total: number of items.
-        enabled: False shows nothing (single file, --quiet); messages still print.
-        stream: defaults to sys.stderr at call time (so pytest's capture sees it).
-    """
-
-    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
-        self.total = total
-        self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self.in_place = enabled and self.stream.isatty()
-        self._line_open = False
-
-    def show(self, index: int, name: str) -> None:
-        """Announce item ``index`` (0-based)."""
-        if not self.enabled:
-            return
-        text = f"[{index + 1}/{self.total}] {name}"
-        if self.in_place:
-            # Truncate so the line never wraps: a wrapped line cannot be rewritten with \r.
-            width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
-            text = text if len(text) <= width else text[: width - 3] + "..."
-            self.stream.write("\r\x1b[K" + text)
-            self._line_open = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def clear(self) -> None:
-        """Erase the in-place line before other output reaches the terminal."""
-        if self._line_open:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._line_open = False
-
-    def message(self, text: str) -> None:
-        """A full line (e.g. an error) that stays visible above the progress line."""
-        self.clear()
-        print(text, file=self.stream, flush=True)
-
-
 # ----------------------------------------------------------------------------------------------
 # analyze
 
@@ -151,18 +107,26 @@ def configure_analyze(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", type=Path,
                         help="audio files (any format pedalboard reads: wav, flac, mp3, ogg, aiff, ...) "
                              "or directories, searched recursively for audio files")
-    out = parser.add_argument_group("outputs (without any, a short summary per file is printed)")
+    out = parser.add_argument_group(
+        "outputs (without any, a short summary per file is printed); --jsonl and --csv are written as "
+        "each file finishes, so an interrupted batch keeps what it did (see docs/batch.md)")
     out.add_argument("--json", metavar="OUT", type=Path,
-                     help="write clip summaries and timelines of all files as one JSON document "
-                          "('-' for stdout); written atomically")
+                     help="write clip summaries and timelines of all files as one JSON document when the "
+                          "batch ends ('-' for stdout); written atomically")
+    out.add_argument("--jsonl", metavar="OUT", type=Path,
+                     help="JSON Lines, appended as each file finishes: a header line (the JSON document "
+                          "without its files), then one line per file ('-' for stdout)")
     out.add_argument("--csv", metavar="OUT", type=Path,
-                     help="write one table: a 'summary' row per file, then a 'timeline' row per "
-                          "update ('-' for stdout)")
+                     help="one table, appended as each file finishes: a 'summary' row per file, then a "
+                          "'timeline' row per update ('-' for stdout)")
     out.add_argument("--plot", metavar="OUT.png", type=Path,
                      help="write a figure per file: emotion and mid-level curves over time and the "
                           "clip summary's feature contributions to each emotion. With one input file "
                           "it is written to OUT.png; with several, to OUT-<file stem>.png next to it "
                           "(-2, -3... appended to repeated stems). .pdf and .svg also work")
+    out.add_argument("--resume", action="store_true",
+                     help="keep the files that --jsonl/--csv already hold without error and analyse only "
+                          "the others (failed ones again); run from the same folder as before")
     analysis = parser.add_argument_group("analysis")
     analysis.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S, metavar="S",
                           help="seconds of audio each timeline point describes, at least one model "
@@ -173,8 +137,16 @@ def configure_analyze(parser: argparse.ArgumentParser) -> None:
     analysis.add_argument("--model", metavar="FILE", type=Path,
                           help="ONNX model made by 'dawemo train' (default: the shipped model)")
     analysis.add_argument("--threads", type=positive_int, default=1, metavar="N",
-                          help="CPU threads for the model (default 1)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+                          help="CPU threads for the model, per worker (default 1)")
+    workers = parser.add_argument_group("workers")
+    workers.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                         help="files analysed at once, each in its own process with its own model "
+                              "(default: the cores this machine has)")
+    workers.add_argument("--cluster", metavar="ADDRESS",
+                         help="run the batch on the workers of a running Dask cluster, e.g. "
+                              "tcp://10.0.0.5:8786 (needs the cluster extra; the workers must see the "
+                              "files at the same absolute paths)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
 def audio_extensions() -> tuple[str, ...]:
@@ -242,15 +214,16 @@ def plot_targets(out: Path, inputs: list[Path]) -> list[Path]:
 
 
 def check_analyze_outputs(args: argparse.Namespace) -> None:
-    """Validate --json/--csv/--plot before any work.
+    """Validate the outputs and worker options before any work.
 
     Raises:
-        UsageError: both outputs on stdout, an unknown figure format, or an unwritable path.
+        UsageError: two outputs on stdout, an unknown figure format, an unwritable path, --resume
+            without a file to resume, or --jobs with --cluster.
     """
-    stdout_outputs = [name for name in ("json", "csv") if getattr(args, name) == Path("-")]
+    stdout_outputs = [name for name in ("json", "jsonl", "csv") if getattr(args, name) == Path("-")]
     if len(stdout_outputs) > 1:
-        raise UsageError("only one of --json and --csv can write to stdout ('-')")
-    for name in ("json", "csv"):
+        raise UsageError("only one of --json, --jsonl and --csv can write to stdout ('-')")
+    for name in ("json", "jsonl", "csv"):
         target = getattr(args, name)
         if target is not None and target != Path("-"):
             check_output_path(target, f"--{name} output")
@@ -258,6 +231,10 @@ def check_analyze_outputs(args: argparse.Namespace) -> None:
         if args.plot.suffix.lower() not in PLOT_FORMATS:
             raise UsageError(f"--plot {args.plot}: use a file name ending in {', '.join(PLOT_FORMATS)}")
         check_output_path(args.plot, "--plot output")
+    if args.resume and not any(getattr(args, name) not in (None, Path("-")) for name in ("jsonl", "csv")):
+        raise UsageError("--resume needs --jsonl or --csv written to a file: that is where finished files are kept")
+    if args.cluster is not None and args.jobs is not None:
+        raise UsageError("--jobs does not apply to --cluster: the cluster's workers set how many files run at once")
 
 
 def resolve_window(model, window_s: float, hop_s: float) -> tuple[float, float]:
@@ -278,105 +255,110 @@ def resolve_window(model, window_s: float, hop_s: float) -> tuple[float, float]:
     return tracker.window_s, tracker.hop_s
 
 
-def analyze_file(path: Path, model, window_s: float, hop_s: float):
-    """Decode and analyse one file -> ``report.FileReport``; every failure becomes its ``error``."""
-    import numpy as np
+def connect_cluster(args: argparse.Namespace, settings):
+    """``ClusterWorkers`` for --cluster, not yet connected (enter it to connect), or None.
 
-    from dawemo.emotion.tracker import analyze_samples
-    from dawemo.inputs.audio_io import AudioInputError, load_audio
-    from dawemo.emotion.report import FileReport
-
-    def strip_path(message: str) -> str:
-        # load_audio prefixes its messages with the path; the report has a path field already.
-        prefix = f"{path}: "
-        return message[len(prefix):] if message.startswith(prefix) else message
-
-    duration_s = None
+    Raises:
+        UsageError: the cluster extra is missing.
+    """
+    if args.cluster is None:
+        return None
     try:
-        samples = load_audio(path, model.sample_rate)
-        duration_s = len(samples) / model.sample_rate
-        analysis = analyze_samples(samples, model, window_s, hop_s)
-    except (AudioInputError, ValueError) as error:
-        return FileReport(str(path), duration_s, strip_path(str(error)) or type(error).__name__, None)
-    except MemoryError:
-        return FileReport(str(path), duration_s, "out of memory while analysing this file", None)
-    except Exception as error:  # a bug must not stop a batch of hundreds of files
-        reason = str(error).splitlines()[0] if str(error) else ""
-        return FileReport(str(path), duration_s, f"unexpected error ({type(error).__name__}: {reason})", None)
-    values = [analysis.summary_midlevel, analysis.summary_emotions] + \
-        [v for u in analysis.updates for v in (u.midlevel, u.emotions)]
-    if not all(np.all(np.isfinite(v)) for v in values):
-        return FileReport(str(path), duration_s, "the model produced non-finite values", None)
-    return FileReport(str(path), duration_s, None, analysis)
+        from dawemo.cli.cluster import ClusterWorkers
+    except ImportError as error:
+        raise UsageError(f"--cluster needs the cluster extra: pip install 'dawemo[cluster]' ({error})") from None
+    return ClusterWorkers(args.cluster, settings)
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    """``dawemo analyze``: per-file clip summaries and timelines -> stdout / JSON / CSV / figures."""
+    """``dawemo analyze``: per-file clip summaries and timelines -> stdout / JSON / JSON Lines / CSV / figures."""
+    from dawemo.cli import batch
     from dawemo.emotion import report
     from dawemo.emotion.model import EmotionModel, ModelError
+    from dawemo.inputs.audio_io import audio_duration_s
 
-    try:
-        check_analyze_outputs(args)
+    with contextlib.ExitStack() as stack:
         try:
-            model = EmotionModel(args.model, threads=args.threads)
-        except ModelError as error:
-            raise UsageError(str(error)) from None
-        window_s, hop_s = resolve_window(model, args.window_s, args.hop_s)
-    except UsageError as error:
-        print_error(str(error))
-        return EXIT_USAGE
+            check_analyze_outputs(args)
+            try:
+                model = EmotionModel(args.model, threads=args.threads)
+            except ModelError as error:
+                raise UsageError(str(error)) from None
+            window_s, hop_s = resolve_window(model, args.window_s, args.hop_s)
+            settings = batch.AnalysisSettings(str(model.path), window_s, hop_s, args.threads)
+            cluster = connect_cluster(args, settings)
+            if cluster is not None:  # before any output is touched
+                from dawemo.cli.cluster import ClusterError
 
-    items = expand_inputs(args.paths, audio_extensions())
-    plots = plot_targets(args.plot, [path for path, _ in items]) if args.plot else [None] * len(items)
-    text_summary = args.json is None and args.csv is None and args.plot is None
-    progress = Progress(len(items), enabled=len(items) > 1 and not args.quiet)
-    document = report.new_document(model, window_s, hop_s)
-    write_failed = False
+                try:
+                    stack.enter_context(cluster)
+                except ClusterError as error:
+                    raise UsageError(str(error)) from None
+            document = report.new_document(model, window_s, hop_s)
+            outputs = batch.BatchOutputs(document, args.json, args.jsonl, args.csv)
+            try:
+                done = outputs.resume() if args.resume else outputs.start()
+            except batch.OutputError as error:
+                raise UsageError(str(error)) from None
+            except OSError as error:
+                raise UsageError(f"cannot open the outputs: {error.strerror or error}") from None
+            stack.callback(outputs.close)
+        except UsageError as error:
+            print_error(str(error))
+            return EXIT_USAGE
 
-    for index, ((path, input_error), plot_path) in enumerate(zip(items, plots)):
-        progress.show(index, path.name or str(path))
-        if input_error:
-            result = report.FileReport(str(path), None, input_error, None)
-        else:
-            result = analyze_file(path, model, window_s, hop_s)
-        entry = report.add_file(document, result)
-        if result.error:
-            progress.message(f"{PROG}: error: {path}: {result.error}")
-            continue
-        if plot_path is not None:
-            write_failed |= not write_output(progress, plot_path, "figure",
-                                             lambda target: save_plot(document, entry, target))
-        if text_summary:
-            progress.clear()
-            print(report.format_text_summary(document, entry), flush=True)
-    progress.clear()
+        items = expand_inputs(args.paths, audio_extensions())
+        plots = plot_targets(args.plot, [path for path, _ in items]) if args.plot else [None] * len(items)
+        todo = [(index, path, error, plot) for index, ((path, error), plot) in enumerate(zip(items, plots))
+                if batch.path_key(str(path)) not in done]
+        if len(todo) < len(items) and not args.quiet:
+            print(f"{PROG}: resuming: {len(items) - len(todo)} of {len(items)} files are already in the outputs",
+                  file=sys.stderr, flush=True)
+        tasks = [batch.FileTask(index, os.path.abspath(path), str(path), None if plot is None else str(plot))
+                 for index, path, error, plot in todo if error is None]
+        durations = {task.index: audio_duration_s(task.path) for task in tasks}
+        progress = batch.BatchProgress(len(todo), sum(d or 0.0 for d in durations.values()), enabled=not args.quiet)
+        stack.callback(progress.close)
+        for index, duration_s in durations.items():
+            progress.expect(index, duration_s)
+        text_summary = args.json is None and args.jsonl is None and args.csv is None and args.plot is None
+        sink = batch.BatchRun(document, outputs, progress, tasks, text_summary, PROG)
+        jobs = min(args.jobs or batch.default_jobs(), len(tasks))
+        runner = cluster or (batch.LocalWorkers(jobs, settings) if jobs > 1 else batch.InProcess(model, settings))
+        try:
+            for index, path, error, _ in todo:
+                if error is not None:  # a missing path or a folder without audio: no worker needed
+                    sink.done(index, batch.failed_entry(batch.FileTask(index, str(path), str(path)), error), None)
+            runner.run(tasks, sink)
+        except batch.OutputError as error:
+            progress.close()
+            print_error(str(error))
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            progress.close()
+            kept = " and ".join(str(path) for _, path in outputs.incremental if str(path) != "-")
+            if kept:
+                print(f"{PROG}: the files finished so far are in {kept}; add --resume to go on", file=sys.stderr)
+            raise
 
+    write_failed = sink.write_failed
     if args.json is not None:
-        write_failed |= not write_output(progress, args.json, "JSON", lambda t: report.write_json(document, t))
-    if args.csv is not None:
-        write_failed |= not write_output(progress, args.csv, "CSV", lambda t: report.write_csv(document, t))
+        write_failed |= not write_output(args.json, "JSON", lambda t: report.write_json(outputs.json_document(), t))
     if write_failed:
         return EXIT_USAGE
-    return EXIT_FILE_FAILED if any(f["error"] for f in document["files"]) else EXIT_OK
+    return EXIT_FILE_FAILED if sink.failed else EXIT_OK
 
 
-def save_plot(document: dict, entry: dict, target: Path) -> None:
-    """Render and write one file's figure (matplotlib imported only when a plot is asked for)."""
-    from dawemo.emotion.plot import save_file_plot
-
-    save_file_plot(document, entry, target)
-
-
-def write_output(progress: Progress, target: Path, what: str, write: Callable[[Path], None]) -> bool:
+def write_output(target: Path, what: str, write: Callable[[Path], None]) -> bool:
     """Run ``write(target)``; on failure print one line and return False."""
     try:
         write(target)
     except OSError as error:
-        progress.message(f"{PROG}: error: cannot write {what} {target}: {error.strerror or error}")
+        print_error(f"cannot write {what} {target}: {error.strerror or error}")
         return False
-    except Exception as error:  # e.g. a matplotlib failure: report it, keep the other outputs
+    except Exception as error:
         reason = str(error).splitlines()[0] if str(error) else ""
-        progress.message(f"{PROG}: error: cannot write {what} {target}: {type(error).__name__}: {reason}")
+        print_error(f"cannot write {what} {target}: {type(error).__name__}: {reason}")
         return False
     return True
 

@@ -28,6 +28,12 @@ CSV table (UTF-8, comma separated, one header row, ``\\n`` line ends), all files
 
 Numbers are written with Python's shortest round-trip repr, so the CSV equals the JSON exactly.
 Filter with e.g. ``df[df.kind == "timeline"]`` in pandas.
+
+JSON Lines (``--jsonl``, written as each file finishes): the first line is the document without
+``files`` (the header); every further line is one ``files[]`` entry, in the order the files
+finished. ``read_jsonl`` turns it back into the JSON document. The CSV table is also appended
+file by file, each file's rows in one write; with several workers files appear in the order
+they finished.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
@@ -199,24 +206,36 @@ def csv_columns(document: dict) -> list[str]:
     return ["path", "kind", "time_s", "window_s", "duration_s", *model["emotions"], *model["midlevel"], "error"]
 
 
+def csv_entry_rows(document: dict, entry: dict) -> Iterator[list]:
+    """One file's rows of the CSV table: the summary row, then the timeline rows."""
+    emotion_names, midlevel_names = document["model"]["emotions"], document["model"]["midlevel"]
+    duration = "" if entry["duration_s"] is None else entry["duration_s"]
+    if entry["error"] is not None:
+        yield [entry["path"], "summary", "", "", duration, *[""] * (len(emotion_names) + len(midlevel_names)),
+               entry["error"]]
+        return
+    summary = entry["summary"]
+    yield [entry["path"], "summary", "", "", duration,
+           *(summary["emotions"][n] for n in emotion_names),
+           *(summary["midlevel"][n] for n in midlevel_names), ""]
+    timeline = entry["timeline"]
+    for i, time_s in enumerate(timeline["time_s"]):
+        yield [entry["path"], "timeline", time_s, timeline["window_s"][i], "",
+               *(timeline["emotions"][n][i] for n in emotion_names),
+               *(timeline["midlevel"][n][i] for n in midlevel_names), ""]
+
+
 def csv_rows(document: dict) -> Iterator[list]:
     """Rows of the CSV table, file by file: the summary row, then the timeline rows."""
-    emotion_names, midlevel_names = document["model"]["emotions"], document["model"]["midlevel"]
-    blank = [""] * (len(emotion_names) + len(midlevel_names))
     for entry in document["files"]:
-        duration = "" if entry["duration_s"] is None else entry["duration_s"]
-        if entry["error"] is not None:
-            yield [entry["path"], "summary", "", "", duration, *blank, entry["error"]]
-            continue
-        summary = entry["summary"]
-        yield [entry["path"], "summary", "", "", duration,
-               *(summary["emotions"][n] for n in emotion_names),
-               *(summary["midlevel"][n] for n in midlevel_names), ""]
-        timeline = entry["timeline"]
-        for i, time_s in enumerate(timeline["time_s"]):
-            yield [entry["path"], "timeline", time_s, timeline["window_s"][i], "",
-                   *(timeline["emotions"][n][i] for n in emotion_names),
-                   *(timeline["midlevel"][n][i] for n in midlevel_names), ""]
+        yield from csv_entry_rows(document, entry)
+
+
+def csv_text(rows: Iterator[list]) -> str:
+    """CSV rows as text, as ``write_csv`` writes them."""
+    buffer = StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
 
 
 def write_csv(document: dict, target: str | Path) -> None:
@@ -227,6 +246,112 @@ def write_csv(document: dict, target: str | Path) -> None:
         writer.writerows(csv_rows(document))
 
     _write_text(target, write)
+
+
+def header(document: dict) -> dict:
+    """The document without its files: the first line of a JSON Lines report."""
+    return {key: value for key, value in document.items() if key != "files"}
+
+
+def json_line(item: dict) -> str:
+    """One JSON Lines line (with its newline); NaN is refused."""
+    return json.dumps(item, allow_nan=False) + "\n"
+
+
+def same_analysis(a: dict, b: dict) -> bool:
+    """Whether two document headers describe the same model (weights and all), window, hop and rate."""
+    def key(document: dict) -> tuple:
+        model = {k: v for k, v in document["model"].items() if k != "path"}
+        return (json.dumps(model, sort_keys=True), document["window_s"], document["hop_s"], document["sample_rate"])
+
+    return key(a) == key(b)
+
+
+def ends_with_newline(path: str | Path) -> bool:
+    """Whether a text file is empty or ends with a newline (what a cut-short last write does not)."""
+    with open(path, "rb") as file:
+        if file.seek(0, os.SEEK_END) == 0:
+            return True
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    """A JSON Lines report, line by line: the header first, then the file entries.
+
+    A last line cut short by an interruption (no newline at the end of the file) is left out:
+    lines are written whole, and JSON text never contains a raw newline.
+
+    Raises:
+        ValueError: not a dawemo JSON Lines report (no header line, or a line that is not JSON).
+    """
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, 1):
+            if not raw.endswith(b"\n"):
+                return  # cut short while being written
+            try:
+                item = json.loads(raw)
+            except ValueError:
+                raise ValueError(f"{path}: line {number} is not JSON") from None
+            if number == 1 and (not isinstance(item, dict) or "model" not in item or "path" in item):
+                raise ValueError(f"{path}: not a dawemo JSON Lines report (no header line)")
+            yield item
+
+
+def read_jsonl(path: str | Path) -> dict:
+    """A JSON Lines report as the JSON document (files in the order they finished)."""
+    lines = iter_jsonl(path)
+    document = next(lines, None)
+    if document is None:
+        raise ValueError(f"{path}: empty, not a dawemo JSON Lines report")
+    document["files"] = list(lines)
+    return document
+
+
+def iter_csv_entries(path: str | Path, document: dict) -> Iterator[dict]:
+    """A CSV table written for ``document``'s model, as ``files[]`` entries, file by file.
+
+    The rows of a file cut short by an interruption (the table does not end with a newline)
+    are left out.
+
+    Raises:
+        ValueError: the header row is not the one ``document`` writes, or rows out of order.
+    """
+    emotion_names, midlevel_names = document["model"]["emotions"], document["model"]["midlevel"]
+    columns = csv_columns(document)
+    cut = not ends_with_newline(path)
+    entry = None
+    with open(path, newline="", encoding="utf-8") as file:
+        reader = csv.reader(file)
+        if next(reader, None) != columns:
+            raise ValueError(f"{path}: its columns are not the ones this model writes")
+        for row in reader:
+            if len(row) != len(columns):  # only a cut last row can be short
+                cut = True
+                break
+            values = dict(zip(columns, row))
+            if values["kind"] == "summary":
+                if entry is not None:
+                    yield entry
+                entry = {"path": values["path"],
+                         "duration_s": float(values["duration_s"]) if values["duration_s"] else None,
+                         "error": values["error"] or None, "summary": None, "timeline": None}
+                if entry["error"] is None:
+                    entry["summary"] = {"emotions": {n: float(values[n]) for n in emotion_names},
+                                        "midlevel": {n: float(values[n]) for n in midlevel_names}}
+                    entry["timeline"] = {"time_s": [], "window_s": [], "emotions": {n: [] for n in emotion_names},
+                                         "midlevel": {n: [] for n in midlevel_names}}
+            elif entry is not None and entry["timeline"] is not None and values["path"] == entry["path"]:
+                timeline = entry["timeline"]
+                timeline["time_s"].append(float(values["time_s"]))
+                timeline["window_s"].append(float(values["window_s"]))
+                for group, names in (("emotions", emotion_names), ("midlevel", midlevel_names)):
+                    for n in names:
+                        timeline[group][n].append(float(values[n]))
+            else:
+                raise ValueError(f"{path}: a timeline row of {values['path']} does not follow its summary row")
+    if entry is not None and not cut:
+        yield entry
 
 
 # ----------------------------------------------------------------------------------------------
