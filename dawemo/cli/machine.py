@@ -56,11 +56,12 @@ def configure_render(parser: argparse.ArgumentParser, positive_seconds) -> None:
     parser.add_argument("--mix", type=Path, metavar="OUT", help="also write music + rendered machine sound")
     parser.add_argument("--curves", type=Path, metavar="OUT.csv",
                         help="parameter curves used (default: OUTPUT's name + .curves.csv)")
-    parser.add_argument("--block-size", type=int, default=4096, help="samples per processing block (default %(default)s)")
+    parser.add_argument("--block-size", type=int, default=65536,
+                        help="samples per processing block; does not change the output (default %(default)s)")
     parser.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S)
     parser.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S)
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped one)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -84,21 +85,18 @@ def run_render(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     show = not args.quiet and sys.stderr.isatty()
-
-    def progress(stage: str, fraction: float) -> None:
-        if show:
-            print(f"\r{stage} {fraction:4.0%}", end="", file=sys.stderr, flush=True)
-
+    bars = RenderProgress(file=sys.stderr) if show else None
     try:
         result = render(args.music, args.machine, chain, args.output, model, args.window_s, args.hop_s,
-                        args.block_size, args.mix, args.curves, progress)
+                        args.block_size, args.mix, args.curves, bars)
     except RenderError as error:
-        if show:
-            print(file=sys.stderr)
+        if bars is not None:
+            bars.close()  # before the message, so it is not drawn over
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
-    if show:
-        print("\r" + " " * 20 + "\r", end="", file=sys.stderr)
+    finally:
+        if bars is not None:
+            bars.close()
     if result.note:
         print(f"{PROG}: note: {result.note}", file=sys.stderr)
     print(f"wrote {result.output_path} ({result.duration_s:.1f} s at {result.sample_rate:g} Hz, chain "
@@ -107,3 +105,42 @@ def run_render(args: argparse.Namespace) -> int:
     if result.mix_path:
         print(f"wrote {result.mix_path}")
     return 0
+
+
+class RenderProgress:
+    """tqdm bars on a terminal for ``render``'s ``progress(stage, done_s, total_s)``: one per stage.
+
+    Each shows the audio done, the rate as a multiple of real time and the time left; it is
+    removed when its stage ends, so only the result lines stay on the terminal.
+    """
+
+    STAGES = {"analyse": "analysing music", "render": "rendering"}
+
+    def __init__(self, file, mininterval_s: float = 0.25) -> None:
+        self.file = file
+        self.mininterval_s = mininterval_s
+        self._bar = None
+        self._stage = None
+        self._started = 0.0
+
+    def __call__(self, stage: str, done_s: float, total_s: float) -> None:
+        import time
+
+        from tqdm import tqdm
+
+        if stage != self._stage:
+            self.close()
+            self._stage, self._started = stage, time.perf_counter()
+            self._bar = tqdm(total=round(total_s, 1), desc=self.STAGES.get(stage, stage), unit="s", file=self.file,
+                             leave=False, dynamic_ncols=True, mininterval=self.mininterval_s,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of audio"
+                                        "{postfix} [{remaining} left]")
+        elapsed_s = time.perf_counter() - self._started
+        if elapsed_s > 0:
+            self._bar.set_postfix_str(f"{done_s / elapsed_s:.0f}x real time", refresh=False)
+        self._bar.update(round(done_s, 1) - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -2,13 +2,19 @@
 
 The music is analysed exactly as ``dawemo analyze`` does; the update at time t (the window ending
 at t) drives the parameters from t on, and the first update also holds from the start, so the
-machine sound does not begin at the chain's neutral settings. The machine sound is rendered
-block-wise with plugin state kept between blocks; the output has the machine file's length,
-sample rate and at least two channels. The parameter curves actually applied are written as CSV.
+machine sound does not begin at the chain's neutral settings. The output has the machine file's
+length, sample rate and at least two channels. The parameter curves actually applied are written
+as CSV.
+
+Two passes, both streamed, so memory does not grow with the length of the files: the music is
+decoded block by block, mixed to mono, resampled and analysed (``analyse_music``, keeping only the
+updates: 128 bytes each); then the machine sound is decoded, rendered and written block by block,
+and the curves with it (``render_timeline``). The block size does not change the output.
 """
 
 from __future__ import annotations
 
+import array
 import csv
 import time
 from dataclasses import dataclass
@@ -18,11 +24,18 @@ from typing import Callable
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.emotion.tracker import EmotionTracker, EmotionUpdate, analyze_samples
-from dawemo.inputs.audio_io import AudioInputError, load_audio, path_problem
+from dawemo.emotion.tracker import EmotionTracker, EmotionUpdate
+from dawemo.inputs.audio_io import path_problem, to_mono, wav_truncation
+from dawemo.inputs.sources import StreamingResampler
 from dawemo.machine.chain import Chain
 from dawemo.machine.processor import MachineChain
 from dawemo.outputs.mapping import update_values
+
+DEFAULT_BLOCK_SIZE = 1 << 16  # samples per rendering block: 1.5 s at 44.1 kHz, 0.5 MB in stereo
+ANALYSIS_BLOCK_FRAMES = 1 << 18  # music frames decoded at a time: 6 s at 44.1 kHz, 2 MB in stereo
+SILENCE_LEVEL = 1e-6  # music with no sample above this (-120 dBFS) is silent, as for ``analyze``
+
+Progress = Callable[[str, float, float], None]  # (stage, audio seconds done, audio seconds in all)
 
 
 class RenderError(Exception):
@@ -64,11 +77,15 @@ class _AudioMachine:
             self.reader = AudioFile(str(path))
         except Exception as error:  # noqa: BLE001 - decoders raise many kinds; one line for the user
             raise RenderError(f"{path}: cannot decode audio: {str(error).splitlines()[0]}") from None
+        self.path = path
         self.rate, self.frames = float(self.reader.samplerate), int(self.reader.frames)
         self.channels = max(2, self.reader.num_channels)  # a mono machine sound is rendered in stereo
 
     def render(self, processor: MachineChain, frames: int) -> np.ndarray:
-        block = self.reader.read(frames)
+        try:
+            block = self.reader.read(frames)
+        except Exception as error:  # noqa: BLE001
+            raise RenderError(f"{self.path}: cannot decode audio: {str(error).splitlines()[0]}") from None
         if block.shape[1] < frames:  # a decoder may report a few frames more than it delivers
             block = np.pad(block, ((0, 0), (0, frames - block.shape[1])))
         if not np.all(np.isfinite(block)):
@@ -114,13 +131,136 @@ class _MidiMachine:
         pass
 
 
+@dataclass
+class EmotionTimeline:
+    """A music file's model updates, compact (128 bytes each): update i at ``times_s[i]``.
+
+    Attributes:
+        times_s: (n,) update times in seconds.
+        midlevel: (n, 7) mid-level features in [0, 1].
+        emotions: (n, 8) emotions on the 1-9 scale.
+        duration_s: length of the music analysed.
+        note: why there are no updates (silent or very short music), else None.
+    """
+
+    times_s: np.ndarray
+    midlevel: np.ndarray
+    emotions: np.ndarray
+    duration_s: float = 0.0
+    note: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.times_s)
+
+    def values(self, index: int) -> dict[str, float]:
+        """Update ``index`` as the {source: value} dict ``MachineChain.push`` takes."""
+        return update_values(self.midlevel[index], self.emotions[index])
+
+    @classmethod
+    def from_updates(cls, updates: list[EmotionUpdate], duration_s: float = 0.0,
+                     note: str | None = None) -> "EmotionTimeline":
+        n_mid, n_emo = len(C.MIDLEVEL_NAMES), len(C.EMOTION_NAMES)
+        return cls(np.array([u.time_s for u in updates], dtype=np.float64).reshape(-1),
+                   np.array([u.midlevel for u in updates], dtype=np.float64).reshape(-1, n_mid),
+                   np.array([u.emotions for u in updates], dtype=np.float64).reshape(-1, n_emo), duration_s, note)
+
+
+def _decode_failure(path: Path, error: Exception) -> RenderError:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return RenderError(f"{path}: cannot decode audio ({reason})")
+
+
+def analyse_music(path: Path, model, window_s: float = C.DEFAULT_WINDOW_S, hop_s: float = C.DEFAULT_HOP_S,
+                  progress: Progress | None = None, block_frames: int = ANALYSIS_BLOCK_FRAMES) -> EmotionTimeline:
+    """The updates ``dawemo analyze`` gives for ``path``, with the file decoded and analysed block by block.
+
+    Each block is mixed to mono, resampled to the model's rate (``StreamingResampler``: the
+    stream gives what one whole-file resampling does) and fed to ``EmotionTracker``; only the
+    updates are kept. Silent or too short music gives no updates and a ``note``.
+
+    Raises:
+        RenderError: missing, empty, unreadable or non-finite audio (one line).
+    """
+    from pedalboard.io import AudioFile
+
+    path = Path(path)
+    problem = path_problem(path) or wav_truncation(path)
+    if problem:
+        raise RenderError(problem)
+    try:
+        reader = AudioFile(str(path))
+    except Exception as error:  # noqa: BLE001 - decoders raise many kinds; one line for the user
+        raise _decode_failure(path, error) from None
+    tracker = EmotionTracker(model, window_s, hop_s)
+    rows = array.array("d")  # time, 7 mid-level, 8 emotions per update
+    samples, loud = 0, False
+    with reader:
+        if reader.frames == 0 or reader.num_channels == 0:
+            raise RenderError(f"{path}: contains no audio frames")
+        resampler = StreamingResampler(reader.samplerate, model.sample_rate)
+        total_s = reader.frames / reader.samplerate
+
+        def feed(mono: np.ndarray) -> None:
+            nonlocal samples, loud
+            if not np.all(np.isfinite(mono)):
+                raise RenderError(f"{path}: audio contains NaN or infinite samples")
+            samples += len(mono)
+            loud = loud or bool(np.any(np.abs(mono) > SILENCE_LEVEL))
+            for update in tracker.process(mono):
+                rows.append(update.time_s)
+                rows.extend(np.asarray(update.midlevel, dtype=np.float64).tolist())
+                rows.extend(np.asarray(update.emotions, dtype=np.float64).tolist())
+
+        while reader.tell() < reader.frames:
+            try:
+                block = reader.read(block_frames)
+            except Exception as error:  # noqa: BLE001
+                raise _decode_failure(path, error) from None
+            if block.shape[1] == 0:  # a decoder may report more frames than it delivers
+                break
+            feed(resampler.process(to_mono(block)))
+            if progress is not None:
+                progress("analyse", min(reader.tell() / reader.samplerate, total_s), total_s)
+        feed(resampler.flush())
+    duration_s = samples / model.sample_rate
+    if samples == 0:
+        raise RenderError(f"{path}: contains no audio frames")
+    n_mid, n_emo = len(C.MIDLEVEL_NAMES), len(C.EMOTION_NAMES)
+    table = np.frombuffer(rows, dtype=np.float64).reshape(-1, 1 + n_mid + n_emo).copy()
+    # As analyze_samples: too short or silent music has no emotions to follow.
+    min_s = ((model.segment_frames - 1) * model.hop_size + model.frame_size) / model.sample_rate
+    note = None
+    if duration_s < min_s:
+        note = f"too short: {duration_s:.2f} s of audio, needs at least {min_s:.2f} s"
+    elif not loud:
+        note = "audio is silent (no sample above -120 dBFS)"
+    if note is not None:
+        table = table[:0]
+        note = f"{path}: {note}; parameters stay at the chain's fixed values"
+    return EmotionTimeline(table[:, 0], table[:, 1:1 + n_mid], table[:, 1 + n_mid:], duration_s, note)
+
+
 def render_with_updates(machine_path: Path, chain: Chain, updates: list[EmotionUpdate], output_path: Path,
-                        hop_s: float = C.DEFAULT_HOP_S, block_size: int = 4096,
+                        hop_s: float = C.DEFAULT_HOP_S, block_size: int = DEFAULT_BLOCK_SIZE,
                         mix_music: Path | None = None, mix_path: Path | None = None,
                         curves_path: Path | None = None,
-                        progress: Callable[[float], None] | None = None) -> tuple[MachineChain, float, float]:
+                        progress: Progress | None = None) -> tuple[MachineChain, float, float]:
+    """``render_timeline`` for a list of updates; returns (processor, duration_s, rate)."""
+    return render_timeline(machine_path, chain, EmotionTimeline.from_updates(updates), output_path, hop_s,
+                           block_size, mix_music, mix_path, curves_path, progress)
+
+
+def render_timeline(machine_path: Path, chain: Chain, timeline: EmotionTimeline, output_path: Path,
+                    hop_s: float = C.DEFAULT_HOP_S, block_size: int = DEFAULT_BLOCK_SIZE,
+                    mix_music: Path | None = None, mix_path: Path | None = None,
+                    curves_path: Path | None = None,
+                    progress: Progress | None = None) -> tuple[MachineChain, float, float]:
     """Render ``machine_path`` (audio, or MIDI for a chain that starts with an instrument) through
-    ``chain`` driven by ``updates``; returns (processor, duration_s, rate)."""
+    ``chain`` driven by ``timeline``, block by block; returns (processor, duration_s, rate).
+
+    Each block's updates are pushed just before it (the first also at time 0), so the processor
+    holds a few updates at a time; the curves are written as the blocks are done.
+    """
     from pedalboard.io import AudioFile
 
     problem = path_problem(machine_path)
@@ -132,25 +272,35 @@ def render_with_updates(machine_path: Path, chain: Chain, updates: list[EmotionU
                           if is_midi else f"chain '{chain.name}' starts with an instrument: give it a MIDI file "
                                           f"(.mid) to play, not audio")
     source = _MidiMachine(machine_path) if is_midi else _AudioMachine(machine_path)
+    music_reader = None
     try:
         rate, frames, channels = source.rate, source.frames, source.channels
-        processor = MachineChain(chain, rate, hop_s=hop_s, record_curves=True)
-        if updates:
-            processor.push(update_values(updates[0].midlevel, updates[0].emotions), 0.0)
-        for update in updates:
-            processor.push(update_values(update.midlevel, update.emotions), update.time_s)
-        music_reader = AudioFile(str(mix_music)).resampled_to(rate) if mix_path is not None else None
+        processor = MachineChain(chain, rate, hop_s=hop_s, record_curves=curves_path is not None)
+        # (time, update index): the first update also holds from the start.
+        schedule = ([(0.0, 0)] if len(timeline) else []) + [(float(t), i) for i, t in enumerate(timeline.times_s)]
+        pushed = 0
+        if mix_path is not None:
+            music_reader = AudioFile(str(mix_music)).resampled_to(rate)
         try:
             writer = _open_writer(output_path, rate, channels)
             mix_writer = _open_writer(mix_path, rate, channels) if mix_path is not None else None
+            curves = CurvesWriter(curves_path, processor.lane_names) if curves_path is not None else None
         except Exception as error:  # noqa: BLE001
             raise RenderError(f"cannot write output: {str(error).splitlines()[0]}") from None
         with writer:
             done = 0
             while done < frames:
                 n = min(block_size, frames - done)
+                # Updates reach the processor a little ahead of their time, never after it.
+                ahead_s = (done + n) / rate + 1.0
+                while pushed < len(schedule) and schedule[pushed][0] < ahead_s:
+                    time_s, index = schedule[pushed]
+                    processor.push(timeline.values(index), time_s)
+                    pushed += 1
                 wet = source.render(processor, n)
                 writer.write(wet)
+                if curves is not None:
+                    curves.write(*processor.take_curves())
                 if mix_writer is not None:
                     music = music_reader.read(n) if music_reader.tell() < music_reader.frames else None
                     mixed = wet.copy()
@@ -160,15 +310,15 @@ def render_with_updates(machine_path: Path, chain: Chain, updates: list[EmotionU
                     mix_writer.write(mixed)
                 done += n
                 if progress is not None:
-                    progress(done / max(frames, 1))
+                    progress("render", done / rate, frames / rate)
             if mix_writer is not None:
                 mix_writer.close()
+            if curves is not None:
+                curves.close()
+    finally:
         if music_reader is not None:
             music_reader.close()
-    finally:
         source.close()
-    if curves_path is not None:
-        write_curves(curves_path, processor)
     return processor, frames / rate, rate
 
 
@@ -180,21 +330,44 @@ def _open_writer(path: Path, rate: float, channels: int):
     return AudioFile(str(path), "w", rate, channels, **({"bit_depth": 32} if floating else {}))
 
 
+class CurvesWriter:
+    """CSV written as a render goes: time_s, then one column per lane (``Plugin.parameter``) in its units."""
+
+    def __init__(self, path: Path, lane_names: list[str]) -> None:
+        self._handle = open(path, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(["time_s"] + list(lane_names))
+
+    def write(self, times_s: np.ndarray, values: np.ndarray) -> None:
+        """Rows: (n,) times and (n, lanes) values."""
+        self._writer.writerows([f"{t:.4f}"] + [f"{v:.6g}" for v in row]
+                               for t, row in zip(times_s.tolist(), values.tolist()))
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "CurvesWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_curves(path: Path, processor: MachineChain) -> None:
-    """CSV: time_s, then one column per lane (``Plugin.parameter``) in the parameter's units."""
-    times, values = processor.curves()
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["time_s"] + processor.lane_names)
-        for t, row in zip(times, values):
-            writer.writerow([f"{t:.4f}"] + [f"{v:.6g}" for v in row])
+    """The curves ``processor`` recorded, as CSV (see ``CurvesWriter``)."""
+    with CurvesWriter(path, processor.lane_names) as writer:
+        writer.write(*processor.curves())
 
 
 def render(music_path: Path, machine_path: Path, chain: Chain, output_path: Path, model=None,
-           window_s: float = C.DEFAULT_WINDOW_S, hop_s: float = C.DEFAULT_HOP_S, block_size: int = 4096,
-           mix_path: Path | None = None, curves_path: Path | None = None,
-           progress: Callable[[str, float], None] | None = None) -> RenderResult:
-    """Analyse ``music_path``, then render ``machine_path`` through ``chain``; raises RenderError."""
+           window_s: float = C.DEFAULT_WINDOW_S, hop_s: float = C.DEFAULT_HOP_S,
+           block_size: int = DEFAULT_BLOCK_SIZE, mix_path: Path | None = None, curves_path: Path | None = None,
+           progress: Progress | None = None) -> RenderResult:
+    """Analyse ``music_path``, then render ``machine_path`` through ``chain``; raises RenderError.
+
+    ``progress(stage, done_s, total_s)`` is called as the audio goes by: stage "analyse" over
+    the music, then "render" over the machine sound.
+    """
     from dawemo.emotion.model import EmotionModel
 
     started = time.perf_counter()
@@ -203,20 +376,9 @@ def render(music_path: Path, machine_path: Path, chain: Chain, output_path: Path
         hop = EmotionTracker(model, window_s, hop_s).hop_s
     except ValueError as error:
         raise RenderError(str(error)) from None
-    try:
-        samples = load_audio(music_path, model.sample_rate)
-    except AudioInputError as error:
-        raise RenderError(str(error)) from None
-    updates, note = [], None
-    try:
-        updates = analyze_samples(samples, model, window_s, hop_s).updates
-    except ValueError as error:  # silent or shorter than one segment: the chain plays at its fixed settings
-        note = f"{music_path}: {error}; parameters stay at the chain's fixed values"
-    if progress is not None:
-        progress("analysed", 1.0)
+    timeline = analyse_music(Path(music_path), model, window_s, hop_s, progress)
     curves_path = default_curves_path(output_path) if curves_path is None else curves_path
-    _, duration_s, rate = render_with_updates(
-        machine_path, chain, updates, output_path, hop, block_size, music_path, mix_path, curves_path,
-        (lambda fraction: progress("rendering", fraction)) if progress else None)
-    return RenderResult(output_path, curves_path, mix_path, duration_s, rate, len(updates),
-                        time.perf_counter() - started, note)
+    _, duration_s, rate = render_timeline(machine_path, chain, timeline, output_path, hop, block_size, music_path,
+                                          mix_path, curves_path, progress)
+    return RenderResult(output_path, curves_path, mix_path, duration_s, rate, len(timeline),
+                        time.perf_counter() - started, timeline.note)
