@@ -233,20 +233,25 @@ def test_bad_batch_options_exit_two(session_clips, tiny_model_path, args, messag
     assert code == 2 and message in stderr and "Traceback" not in stderr
 
 
+def worker_reading_a_file(psutil, process: subprocess.Popen, paths: list[Path]):
+    """A worker process of ``process`` once it has one of ``paths`` open (None after 60 s)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        for child in psutil.Process(process.pid).children():
+            with contextlib.suppress(psutil.Error):
+                if any(f.path in map(str, paths) for f in child.open_files()):
+                    return child
+        time.sleep(0.01)
+    return None
+
+
 def test_a_worker_that_dies_fails_its_file_and_the_batch_goes_on(long_clips, tiny_model_path, tmp_path):
     psutil = pytest.importorskip("psutil")
     jsonl = tmp_path / "w.jsonl"
     command = [sys.executable, "-m", "dawemo.cli.main", "analyze", *map(str, long_clips[:4]), "--model",
                str(tiny_model_path), "--jobs", "2", "--jsonl", str(jsonl)]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
-    victim, deadline = None, time.monotonic() + 60
-    while victim is None and time.monotonic() < deadline and process.poll() is None:
-        for child in psutil.Process(process.pid).children():
-            with contextlib.suppress(psutil.Error):
-                if any(f.path in map(str, long_clips[:4]) for f in child.open_files()):
-                    victim = child
-                    break
-        time.sleep(0.01)
+    victim = worker_reading_a_file(psutil, process, long_clips[:4])
     assert victim is not None, "no worker opened a file"
     victim.kill()  # as the out-of-memory killer would
     _, stderr = process.communicate(timeout=60)
@@ -256,6 +261,20 @@ def test_a_worker_that_dies_fails_its_file_and_the_batch_goes_on(long_clips, tin
     died = [e for e in entries.values() if e["error"] is not None]
     assert len(died) == 1 and "worker process died" in died[0]["error"] and "SIGKILL" in died[0]["error"]
     assert f"dawemo: error: {died[0]['path']}: the worker process died" in stderr
+
+
+def test_workers_end_when_the_main_process_is_killed(long_clips, tiny_model_path, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    command = [sys.executable, "-m", "dawemo.cli.main", "analyze", *map(str, long_clips), "--model",
+               str(tiny_model_path), "--jobs", "2", "--jsonl", str(tmp_path / "k.jsonl")]
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+    assert worker_reading_a_file(psutil, process, long_clips) is not None
+    workers = [p for p in psutil.Process(process.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    assert len(workers) == 2
+    process.kill()  # no chance to stop its workers
+    process.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "orphaned workers kept running"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,15 +16,17 @@ stops the batch, and neither does a worker process that dies: its file is report
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Protocol, TextIO
+from typing import IO, Callable, Iterator, Protocol, TextIO
 
 BLOCK_S = 5.0  # seconds decoded and analysed at a time: pedalboard's buffers and the front end grow with it; 5 s costs no speed
 PROGRESS_EVERY_S = 1.0  # workers report how far into a file they are at most this often
@@ -200,10 +202,19 @@ class InProcess:
             sink.done(task.index, entry, plot_error)
 
 
+def _exit_with_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    """End this worker when the main process is gone (killed: no chance to stop its workers)."""
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
 def _worker_main(settings: AnalysisSettings, tasks, events) -> None:
     """A local worker process: one model session, files from ``tasks`` until a None, results to ``events``."""
     # Ctrl-C reaches the whole process group: the main process stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="dawemo-parent-watch", daemon=True).start()
     from dawemo.emotion import report
     from dawemo.emotion.model import EmotionModel
 
@@ -248,7 +259,8 @@ class LocalWorkers:
         def start():
             worker = context.Process(target=_worker_main, args=(self.settings, task_queue, events),
                                      name="dawemo-analyze-worker", daemon=True)
-            worker.start()
+            with sigint_ignored():  # inherited: a Ctrl-C while the worker starts up reaches only this process
+                worker.start()
             return worker
 
         def handle(event: tuple) -> None:
@@ -307,6 +319,19 @@ class LocalWorkers:
             for channel in (task_queue, events):
                 channel.cancel_join_thread()  # unread tasks must not keep this process from exiting
                 channel.close()
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C while processes are started (they inherit it); a no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def exit_reason(exitcode: int | None) -> str:
@@ -377,23 +402,31 @@ class BatchOutputs:
 
         done_sets = [self._done_in(name, path) for name, path in self.incremental]
         done = set.intersection(*done_sets) if done_sets else set()
-        keep_entries = self.json_path is not None
-        for name, path in self.incremental:
-            if not path.is_file():
-                continue
-            kept = [entry for entry in self._read(name, path) if entry["error"] is None
-                    and path_key(entry["path"]) in done]
-            if keep_entries and not self.resumed_entries:
-                self.resumed_entries = kept
-            if name == "--jsonl":
-                report.atomic_write(path, lambda file: file.writelines(
-                    [report.json_line(report.header(self.document))] + [report.json_line(e) for e in kept]))
-            else:
-                report.atomic_write(path, lambda file: file.write(report.csv_text(
-                    [report.csv_columns(self.document)] +
-                    [row for e in kept for row in report.csv_entry_rows(self.document, e)])))
+        for number, (name, path) in enumerate(self.incremental):
+            if path.is_file():
+                # Entry by entry, so a catalogue's outputs never sit in memory whole.
+                keep = number == 0 and self.json_path is not None
+                report.atomic_write(path, lambda file: self._rewrite(name, path, done, file, keep))
         self._open(append=True)
         return done
+
+    def _rewrite(self, name: str, path: Path, done: set[str], file: IO, keep: bool) -> None:
+        """Copy the entries of ``path`` that are ``done`` to ``file``; keep them for --json if ``keep``."""
+        from dawemo.emotion import report
+
+        if name == "--jsonl":
+            file.write(report.json_line(report.header(self.document)))
+        else:
+            file.write(report.csv_text([report.csv_columns(self.document)]))
+        for entry in self._read(name, path):
+            if entry["error"] is not None or path_key(entry["path"]) not in done:
+                continue
+            if name == "--jsonl":
+                file.write(report.json_line(entry))
+            else:
+                file.write(report.csv_text(report.csv_entry_rows(self.document, entry)))
+            if keep:
+                self.resumed_entries.append(entry)
 
     def _read(self, name: str, path: Path):
         """The entries of one existing output (after the header line of a JSON Lines file)."""
