@@ -415,10 +415,11 @@ class _RampedGain:
 
     def process(self, audio: np.ndarray, span: "_Span") -> np.ndarray:
         """The gain of each control block ramps from the previous block's value to its own."""
-        if self.column is None:
-            ends = np.full(span.pieces, self.end_gain)
-        else:  # the plugin keeps its parameter as float32: ramp between the values it would hold
-            ends = 10.0 ** (span.rows[:, self.column].astype(np.float32).astype(np.float64) / 20.0)
+        if self.column is None:  # a fixed gain
+            out = audio * np.float32(self.end_gain)
+            return np.tanh(out) if self.saturate else out
+        # The plugin keeps its parameter as float32: ramp between the values it would hold.
+        ends = 10.0 ** (span.rows[:, self.column].astype(np.float32).astype(np.float64) / 20.0)
         starts = np.empty_like(ends)
         starts[1:] = ends[:-1]
         if span.leading:  # the block under way keeps its ramp
@@ -452,12 +453,52 @@ class _Span:
     def __init__(self, first_sample: int, frames: int, block: int, values: np.ndarray, previous: np.ndarray) -> None:
         self.first_sample = first_sample
         first_tick = (block - first_sample % block) % block
-        ticks = np.arange(first_tick, frames, block)
         self.leading = first_tick > 0
-        self.starts = np.concatenate(([0], ticks)) if self.leading else ticks
-        self.ends = np.append(self.starts[1:], frames)
+        self.starts = ([0] if self.leading else []) + list(range(first_tick, frames, block))
+        self.ends = self.starts[1:] + [frames]
         self.rows = np.concatenate((previous[None, :], values)) if self.leading else values
         self.pieces = len(self.starts)
+
+
+class _PluginStage:
+    """A run of pedalboard plugins (one Pedalboard) and the lanes that move them."""
+
+    def __init__(self) -> None:
+        import pedalboard
+
+        self.board = pedalboard.Pedalboard([])
+        self.columns: list[int] = []
+        self.setters: list[tuple[object, str]] = []  # (plugin, parameter) per column
+
+    def add(self, plugin, columns: list[int], parameters: list[str]) -> None:
+        self.board.append(plugin)
+        self.columns += columns
+        self.setters += [(plugin, name) for name in parameters]
+
+    def process(self, audio: np.ndarray, span: _Span, sample_rate: float) -> np.ndarray:
+        """One plugin call per run of control blocks in which no parameter of this stage changes."""
+        process = self.board.process
+        if not self.columns:  # nothing moves: one call for the whole span
+            return process(audio, sample_rate, reset=False)
+        rows = span.rows[:, self.columns].tolist()
+        if not span.leading:  # a new block starts the span: its values first (the block under way has its own)
+            self._set(rows[0])
+        out, run = None, 0
+        for piece in range(1, span.pieces):
+            if rows[piece] != rows[piece - 1]:
+                out = np.empty_like(audio) if out is None else out
+                a, b = span.starts[run], span.starts[piece]
+                out[:, a:b] = process(audio[:, a:b], sample_rate, reset=False)
+                self._set(rows[piece])
+                run = piece
+        if out is None:
+            return process(audio, sample_rate, reset=False)
+        out[:, span.starts[run]:] = process(audio[:, span.starts[run]:], sample_rate, reset=False)
+        return out
+
+    def _set(self, row: list[float]) -> None:
+        for (plugin, name), value in zip(self.setters, row):
+            setattr(plugin, name, value)
 
 
 class MachineChain:
@@ -486,8 +527,6 @@ class MachineChain:
         self.reset()
 
     def reset(self) -> None:
-        import pedalboard
-
         self.plugins = self.chain.instantiate()
         self._velocity_lane = next((k for k, (p, lane) in enumerate(self.lane_targets)
                                     if p == 0 and self.chain.is_instrument and lane.parameter == VELOCITY), None)
@@ -508,11 +547,11 @@ class MachineChain:
                               None)
                 self._stages.append(_RampedGain(index, parameter, column, saturate, float(getattr(plugin, parameter)),
                                                 self.control_block))
-            elif self._stages and isinstance(self._stages[-1], tuple):
-                self._stages[-1][0].append(plugin)
-                self._stages[-1][1].extend(columns.get(index, []))
-            else:
-                self._stages.append((pedalboard.Pedalboard([plugin]), list(columns.get(index, []))))
+                continue
+            if not self._stages or not isinstance(self._stages[-1], _PluginStage):
+                self._stages.append(_PluginStage())
+            own = columns.get(index, [])
+            self._stages[-1].add(plugin, own, [self.lane_targets[k][1].parameter for k in own])
         self._instrument_columns = columns.get(0, []) if self.chain.is_instrument else []
         # Start where the plugins are (fixed value or default), glide from there to the first update.
         initial = [100.0 if k == self._velocity_lane else float(getattr(self.plugins[p], lane.parameter))
@@ -617,31 +656,8 @@ class MachineChain:
         """Stage after stage over the whole span: each sees its parameters change at the control blocks."""
         block = audio
         for stage in self._stages:
-            if isinstance(stage, _RampedGain):
-                block = stage.process(block, span)
-                continue
-            board, columns = stage
-            if not columns:  # nothing moves: one call for the whole span
-                block = board.process(block, self.sample_rate, reset=False)
-                continue
-            rows = span.rows[:, columns]
-            changed = np.ones(span.pieces, dtype=bool)
-            changed[1:] = np.any(rows[1:] != rows[:-1], axis=1)
-            if span.leading:
-                changed[0] = False  # the block under way already has its values
-            runs = np.flatnonzero(changed)
-            if not runs.size or runs[0] != 0:
-                runs = np.concatenate(([0], runs))
-            setters = [(self.plugins[self.lane_targets[k][0]], self.lane_targets[k][1].parameter) for k in columns]
-            bounds = np.append(span.starts[runs], block.shape[1]).tolist()
-            out = np.empty_like(block)
-            process, rate = board.process, self.sample_rate
-            for r, (row, move) in enumerate(zip(rows[runs].tolist(), changed[runs].tolist())):
-                if move:
-                    for (plugin, name), value in zip(setters, row):
-                        setattr(plugin, name, value)
-                out[:, bounds[r]:bounds[r + 1]] = process(block[:, bounds[r]:bounds[r + 1]], rate, reset=False)
-            block = out
+            block = stage.process(block, span) if isinstance(stage, _RampedGain) else \
+                stage.process(block, span, self.sample_rate)
         applied = self.automation.applied
         for stage in self._stages:  # the ramped plugins' own attributes follow too (nothing reads them while playing)
             if isinstance(stage, _RampedGain) and stage.column is not None:
