@@ -6,13 +6,14 @@ start-up included; peak resident memory that does not grow with length, < 500 MB
 Synthesises the music and the machine sound (44.1 kHz stereo each by default; --music-rate 22050
 --music-channels 1 for music at the model's rate) into --files, 30 s at a time, so the generator
 never holds a whole file. Then runs ``dawemo render`` as a subprocess per chain, start-up
-included: pinned to one core (taskset -c 0 where it exists), OMP/BLAS threads 1 (the model runs
-ONNX Runtime with one thread itself). Each run reports wall-clock x real time, CPU seconds and peak
-resident memory (os.wait4's ru_maxrss of that child alone). The long file is rendered once, with
-the first chain, for its peak memory. --root picks the source tree to run (PYTHONPATH), so a
-worktree of an older commit gives the numbers before a change:
+included: pinned to one core (taskset -c CPU where it exists), OMP/BLAS threads 1 (the model
+runs ONNX Runtime with one thread itself). Each run reports wall-clock x real time, CPU seconds
+(and x real time by CPU time, which other load on the machine disturbs less) and peak resident
+memory (os.wait4's ru_maxrss of that child alone); with --repeats, the least of each. The long
+file is rendered once, with the first chain, for its peak memory. --root picks the source tree
+to run (PYTHONPATH), so a worktree of an older commit gives the numbers before a change:
 
-    git worktree add /tmp/dawemo-before HEAD~3
+    git worktree add /tmp/dawemo-before <commit before the change>
     python bench/render_speed.py --root /tmp/dawemo-before --root .
 
 Last, for the current tree, the chain processing alone in process (--chain-seconds of audio in
@@ -112,6 +113,8 @@ def main() -> int:
                         help="where the synthesised inputs are kept between runs (default %(default)s)")
     parser.add_argument("--music-rate", type=int, default=44100)
     parser.add_argument("--music-channels", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each short render; the fastest counts (default %(default)s)")
     parser.add_argument("--cpu", type=int, default=0, help="the core the renders are pinned to (default %(default)s)")
     parser.add_argument("--chain-seconds", type=float, default=60.0)
     parser.add_argument("--json", type=Path)
@@ -136,7 +139,9 @@ def main() -> int:
             entry = results["roots"].setdefault(str(root), {})
             for label, (music, machine, minutes) in inputs.items():
                 for chain in args.chains if label == "short" else args.chains[:1]:
-                    run = run_render(root, music, machine, chain, out, args.cpu)
+                    runs = [run_render(root, music, machine, chain, out, args.cpu)
+                            for _ in range(max(1, args.repeats) if label == "short" else 1)]
+                    run = {key: min(r[key] for r in runs) for key in runs[0]}
                     run["x_realtime"] = minutes * 60 / run["wall_s"]
                     run["x_realtime_cpu"] = minutes * 60 / run["cpu_s"]
                     entry[f"{minutes:g}min {chain}"] = run

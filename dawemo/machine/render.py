@@ -32,7 +32,8 @@ from dawemo.machine.processor import MachineChain
 from dawemo.outputs.mapping import update_values
 
 DEFAULT_BLOCK_SIZE = 1 << 16  # samples per rendering block: 1.5 s at 44.1 kHz, 0.5 MB in stereo
-ANALYSIS_BLOCK_FRAMES = 1 << 18  # music frames decoded at a time: 6 s at 44.1 kHz, 2 MB in stereo
+ANALYSIS_BLOCK_S = 6.0  # music decoded and analysed at a time (the model's batch grows with it)
+ANALYSIS_BLOCK_SAMPLES = 1 << 19  # ... and at most this many samples, all channels together (2 MB)
 SILENCE_LEVEL = 1e-6  # music with no sample above this (-120 dBFS) is silent, as for ``analyze``
 
 Progress = Callable[[str, float, float], None]  # (stage, audio seconds done, audio seconds in all)
@@ -171,12 +172,13 @@ def _decode_failure(path: Path, error: Exception) -> RenderError:
 
 
 def analyse_music(path: Path, model, window_s: float = C.DEFAULT_WINDOW_S, hop_s: float = C.DEFAULT_HOP_S,
-                  progress: Progress | None = None, block_frames: int = ANALYSIS_BLOCK_FRAMES) -> EmotionTimeline:
+                  progress: Progress | None = None, block_frames: int | None = None) -> EmotionTimeline:
     """The updates ``dawemo analyze`` gives for ``path``, with the file decoded and analysed block by block.
 
     Each block is mixed to mono, resampled to the model's rate (``StreamingResampler``: the
     stream gives what one whole-file resampling does) and fed to ``EmotionTracker``; only the
-    updates are kept. Silent or too short music gives no updates and a ``note``.
+    updates are kept. Silent or too short music gives no updates and a ``note``. ``block_frames``
+    (default: ``ANALYSIS_BLOCK_S``, at most ``ANALYSIS_BLOCK_SAMPLES`` in all) does not change them.
 
     Raises:
         RenderError: missing, empty, unreadable or non-finite audio (one line).
@@ -199,6 +201,9 @@ def analyse_music(path: Path, model, window_s: float = C.DEFAULT_WINDOW_S, hop_s
             raise RenderError(f"{path}: contains no audio frames")
         resampler = StreamingResampler(reader.samplerate, model.sample_rate)
         total_s = reader.frames / reader.samplerate
+        if block_frames is None:
+            block_frames = max(1, min(int(ANALYSIS_BLOCK_S * reader.samplerate),
+                                      ANALYSIS_BLOCK_SAMPLES // reader.num_channels))
 
         def feed(mono: np.ndarray) -> None:
             nonlocal samples, loud
