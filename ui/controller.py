@@ -1,7 +1,12 @@
 """The bridge between the engine's threads and the GUI thread.
 
-The engine calls back from its analysis and control threads; those callbacks only put the data
-into Qt signals, which Qt queues to the GUI thread. The GUI never waits for the model.
+The engine calls back from its analysis, control and watch threads; those callbacks only put the
+data into Qt signals, which Qt queues to the GUI thread. The GUI never waits for the model.
+
+Faults (``dawemo.faults``): the engine's watch thread reports every change of a part's health
+(input, MIDI, recording, machine sound, analysis, CPU) through ``fault`` as it sees it, ten times
+a second; ``current_faults()`` says which parts are not ok now. A part's fault never stops the
+session: a full disk pauses the recording while the CC go on, a lost MIDI port re-opens by itself.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from dawemo import constants as C
+from dawemo import faults
+from dawemo.faults import Fault, Health
 
 HISTORY_S = 60.0
 
@@ -64,7 +71,7 @@ class EngineController(QObject):
 
     updated = pyqtSignal(float, dict)  # stream time, {source: value}
     cc_sent = pyqtSignal(list)  # [CcEvent]
-    midi_status = pyqtSignal(str, str)  # state, error ("" when none)
+    fault = pyqtSignal(object)  # a dawemo.faults.Fault: a part's health changed (its "back" too)
     failed = pyqtSignal(str)  # one line for the user
 
     def __init__(self) -> None:
@@ -77,6 +84,7 @@ class EngineController(QObject):
         self.recorder = None
         self._stack: contextlib.ExitStack | None = None
         self.record_started_s: float | None = None
+        self.recording_fault: Fault | None = None  # a recording that ended badly (no longer watched)
 
     @property
     def running(self) -> bool:
@@ -96,9 +104,8 @@ class EngineController(QObject):
             self.model = EmotionModel(config.model_path or None)
             # MIDI before any JACK audio client: python-rtmidi holds the GIL while it opens.
             if config.midi_mode != "none":
-                self.midi = stack.enter_context(MidiOutput(
-                    config.midi_name, virtual=config.midi_mode == "virtual",
-                    on_status=lambda state, error: self.midi_status.emit(state, error or "")))
+                self.midi = stack.enter_context(MidiOutput(config.midi_name,
+                                                           virtual=config.midi_mode == "virtual"))
             if config.source_kind == "file":
                 if not config.source_value:
                     raise ValueError("choose an audio file to play")
@@ -118,8 +125,11 @@ class EngineController(QObject):
                 self.machine = stack.enter_context(JackMachine(
                     config.chain, [] if instrument else ports, split(config.machine_output),
                     midi_inputs=ports if instrument else None))
+            # on_fault runs on the engine's watch thread: emitting queues the Fault to the GUI thread.
             self.engine = EmotionEngine(self.source, self.model, preset=config.preset, midi=self.midi,
-                                        clock=WALL_CLOCK, on_update=self._on_update, on_events=self.cc_sent.emit)
+                                        clock=WALL_CLOCK, on_update=self._on_update, on_events=self.cc_sent.emit,
+                                        on_fault=self.fault.emit,
+                                        parts={"machine": self.machine} if self.machine is not None else None)
             self.engine.start()
             stack.callback(self.engine.stop)
         except (AudioSourceError, MidiPortError, ModelError, OSError, ValueError, RuntimeError) as error:
@@ -145,6 +155,16 @@ class EngineController(QObject):
     def _clear(self) -> None:
         self.engine = self.midi = self.source = self.machine = None
 
+    def current_faults(self) -> list[Fault]:
+        """The parts not ok now (GUI thread; reads the parts' health, never waits).
+
+        The running engine's faults, and a recording that closed without saving everything.
+        """
+        current = self.engine.current_faults() if self.engine is not None else []
+        if self.recording_fault is not None and all(fault.part != "recording" for fault in current):
+            current.append(self.recording_fault)
+        return current
+
     # -- recording ------------------------------------------------------------------------------
 
     def start_recording(self, midi_path: str, timeline_path: str, tempo_bpm: float = 120.0) -> None:
@@ -158,18 +178,31 @@ class EngineController(QObject):
                                       lanes=self.engine.preset.lanes if self.engine.preset else (),
                                       columns=list(C.EMOTION_NAMES + C.MIDLEVEL_NAMES))
         try:
+            # A full disk does not raise here: the recorder starts "recovering", keeps the take in
+            # memory and the engine's watch reports it like any other fault.
             recorder.__enter__()
         except OSError as error:
             raise ValueError(f"cannot record: {error}") from None
         self.recorder = recorder
+        self.recording_fault = None
         self.record_started_s = time.monotonic()
         self.engine.set_recorder(recorder)
 
     def stop_recording(self) -> None:
+        """Stop and close the recording; never raises. If it could not save everything, the
+        recorder's ``failed`` health stays in ``current_faults()`` and goes out on ``fault``."""
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return
         if self.engine is not None:
             self.engine.set_recorder(None)  # from here on no engine thread writes to it
-        recorder.__exit__(None, None, None)
         self.record_started_s = None
+        try:
+            recorder.__exit__(None, None, None)
+            health = recorder.health if isinstance(getattr(recorder, "health", None), Health) else Health()
+        except OSError as error:  # a recorder that still raises on a disk fault
+            where = str(recorder.midi_path or recorder.timeline_path or "")
+            health = Health(faults.FAILED, f"cannot finish the recording: {error}", where, time.monotonic())
+        if not health.ok:
+            self.recording_fault = Fault("recording", health, time.monotonic())
+            self.fault.emit(self.recording_fault)

@@ -1,6 +1,12 @@
-"""The main window: session controls on top, the live view / explanation / mapping / machine tabs,
-recording, and a status bar. Only dawemo's public API is used; the model runs in the engine's
-threads, results arrive through queued signals, and a timer redraws what is visible.
+"""The main window: session controls on top, the fault banner, the live view / explanation /
+mapping / machine tabs, recording, and a status bar. Only dawemo's public API is used; the model
+runs in the engine's threads, results arrive through queued signals, and a timer redraws what is
+visible.
+
+Faults: every part that is not ok has one line in the banner, worst first, named with what failed
+and where, and since when; the status bar counts them ("⚠ 2 faults") and says when a part is
+back. A fault reaches the banner through the controller's queued ``fault`` signal as soon as the
+engine's watch thread sees it (within 0.1 s), not on the slower status timer.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from dawemo.ui.controller import EngineController, History, SessionConfig
 from dawemo.ui.machine_panel import MachinePanel
 from dawemo.ui.mapping_editor import MappingEditor
 from dawemo.ui.settings import AppSettings
-from dawemo.ui.widgets import EMOTION_COLOURS, MIDLEVEL_COLOURS, ExplanationView, MeterBank, TimelinePlot
+from dawemo.ui.widgets import (BANNER_COLOURS, EMOTION_COLOURS, MIDLEVEL_COLOURS, ExplanationView, FaultBanner,
+                              MeterBank, TimelinePlot, part_label)
 
 REDRAW_HZ = 30
+FAULT_REFRESH_MS = 250  # how often the banner re-reads the parts' health (its "for 3 s" ages)
+BACK_NOTE_MS = 6000  # how long "input is back" stays in the status bar
 SOURCE_KINDS = {"file": "Audio file (real time)", "jack": "JACK ports", "device": "Audio device"}
 MIDI_MODES = {"virtual": "Virtual MIDI port", "existing": "Existing MIDI port", "none": "No MIDI"}
 
@@ -73,11 +82,14 @@ class MainWindow(QMainWindow):
             preset = load_preset("default")
         self._build(preset)
         self.controller.updated.connect(self._on_update)
-        self.controller.midi_status.connect(self._on_midi_status)
+        self.controller.fault.connect(self._on_fault)
         self.redraw = QTimer(self)
         self.redraw.timeout.connect(self._redraw)
         self.redraw.start(int(1000 / REDRAW_HZ))
         self.stalls = StallMeter(self)
+        self.fault_ages = QTimer(self)
+        self.fault_ages.timeout.connect(self._show_faults)
+        self.fault_ages.start(FAULT_REFRESH_MS)
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.toggle_engine)
         QShortcut(QKeySequence("F5"), self, activated=self.toggle_engine)
         QShortcut(QKeySequence("Ctrl+R"), self, activated=self.toggle_recording)
@@ -121,10 +133,7 @@ class MainWindow(QMainWindow):
             controls.addWidget(widget)
         controls.addStretch(1)
         outer.addLayout(controls)
-        self.error_banner = QLabel("")
-        self.error_banner.setStyleSheet("background: #fde2e2; color: #7a0000; padding: 4px; border-radius: 3px")
-        self.error_banner.setWordWrap(True)
-        self.error_banner.hide()
+        self.error_banner = FaultBanner()  # current faults, worst first, then the latest message
         outer.addWidget(self.error_banner)
 
         self.tabs = QTabWidget()
@@ -199,7 +208,10 @@ class MainWindow(QMainWindow):
 
         self.status_engine = QLabel("stopped")
         self.status_details = QLabel("")
+        self.status_faults = QLabel("")  # "⚠ 2 faults"; permanent, so status messages never hide it
+        self.status_faults.hide()
         self.statusBar().addWidget(self.status_engine)
+        self.statusBar().addPermanentWidget(self.status_faults)
         self.statusBar().addPermanentWidget(self.status_details)
         self.source_value.setText(self._source_text(self.settings.source_kind))
         self.source_kind.currentIndexChanged.connect(
@@ -249,16 +261,19 @@ class MainWindow(QMainWindow):
     def stop_engine(self) -> None:
         if self.record_button.isChecked():
             self.record_button.setChecked(False)
+        recording = self.controller.recorder is not None
         self.controller.stop()
         self.start_button.setText("Start (Ctrl+Enter)")
-        self.record_time.setText("not recording")
+        self.record_time.setText(self._recording_end_text() if recording else "not recording")
         self.status_engine.setText("stopped")
+        self._show_faults()
 
     def toggle_recording(self) -> None:
         if self.controller.recorder is not None:
             self.controller.stop_recording()
             self.record_button.setChecked(False)
-            self.record_time.setText("recording saved")
+            self.record_time.setText(self._recording_end_text())
+            self._show_faults()
             return
         try:
             self.controller.start_recording(self.record_midi.text().strip(), self.record_timeline.text().strip(),
@@ -268,6 +283,10 @@ class MainWindow(QMainWindow):
             self.show_error(str(error))
             return
         self.record_button.setChecked(True)
+        self._show_faults()  # a failed take's line goes with the new take
+
+    def _recording_end_text(self) -> str:
+        return "recording saved" if self.controller.recording_fault is None else "recording incomplete (see above)"
 
     def _preset_changed(self, preset) -> None:
         if self.controller.engine is not None:
@@ -295,20 +314,33 @@ class MainWindow(QMainWindow):
         self.explanation.set_midlevel(values)
         self.machine.push(values)
 
-    def _on_midi_status(self, state: str, error: str) -> None:
-        if state == "lost":
-            self.show_error(f"MIDI port lost ({error}); reconnecting when it comes back")
-        elif state == "open" and self.error_banner.text().startswith("MIDI port lost"):
-            self.clear_error()
+    def _on_fault(self, fault) -> None:
+        """A part's health changed (queued from the engine's watch thread, or a recording's end)."""
+        if fault.health.ok:
+            self.statusBar().showMessage(f"{part_label(fault.part)} is back", BACK_NOTE_MS)
+        self._show_faults()
+
+    def _show_faults(self) -> None:
+        """The banner and the status bar's count from the parts' health now (never waits)."""
+        current = self.controller.current_faults()
+        self.error_banner.set_faults(current, time.monotonic())
+        if current:
+            worst = self.error_banner.lines[0][0]
+            text, background = BANNER_COLOURS[worst]
+            self.status_faults.setStyleSheet(f"color: {text}; background: {background}; font-weight: bold; "
+                                             "padding: 1px 8px; border-radius: 3px")
+            self.status_faults.setText(f"⚠ {len(current)} fault{'s' if len(current) > 1 else ''}")
+            self.status_faults.setToolTip(self.error_banner.text())
+        self.status_faults.setVisible(bool(current))
 
     def show_error(self, message: str) -> None:
-        self.error_banner.setText(message)
-        self.error_banner.show()
+        """A one-off message (cannot start, a broken file): the banner's last line and the status bar."""
+        self.error_banner.set_message(message)
         self.statusBar().showMessage(message, 10000)
 
     def clear_error(self) -> None:
-        self.error_banner.hide()
-        self.error_banner.setText("")
+        """Clear the message; the faults' lines stay until their parts are back."""
+        self.error_banner.set_message("")
 
     # -- redraw (timer) -------------------------------------------------------------------------
 
@@ -343,11 +375,7 @@ class MainWindow(QMainWindow):
             self._show_status(engine)
 
     def _show_status(self, engine) -> None:
-        stats = engine.stats()
-        if stats.state == "error" and stats.last_error:
-            self.show_error(f"input: {stats.last_error} (retrying)")
-        elif stats.state == "running" and self.error_banner.text().startswith("input:"):
-            self.clear_error()
+        stats = engine.stats()  # its faults reach the banner through the fault signal
         level = stats.level_dbfs if math.isfinite(stats.level_dbfs) else -60
         self.level_meter.setValue(int(max(-60, min(0, level))))
         midi = self.controller.midi

@@ -1,4 +1,4 @@
-"""The live view's widgets: meters, timelines, the explanation bars, the level meter.
+"""The live view's widgets: meters, timelines, the explanation bars, the level meter, the fault banner.
 
 All draw from data handed to them on the GUI thread; ``refresh()`` is called by the window's
 redraw timer and returns at once when the widget is hidden.
@@ -6,12 +6,16 @@ redraw timer and returns at once when the widget is hidden.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QComboBox, QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from dawemo import constants as C
+from dawemo import faults
+from dawemo.faults import Fault
 
 pg.setConfigOptions(antialias=True, background="w", foreground="k")
 EMOTION_COLOURS = ["#1f77b4", "#d62728", "#ff7f0e", "#8c1c13", "#6a3d9a", "#2ca02c", "#17becf", "#e377c2"]
@@ -143,3 +147,120 @@ class ExplanationView(QWidget):
         top = ", ".join(f"{C.MIDLEVEL_NAMES[i].replace('_', ' ')} {self.contributions[i]:+.2f}" for i in order[:2])
         self.summary.setText(f"<b>{self.choice.currentText()} = {total:.2f}</b> = bias {self.bias[k]:.2f} + "
                              f"sum of contributions ({self.contributions.sum():+.2f}); strongest: {top}")
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+ERROR = "error"  # a one-off message (cannot start, a broken preset): shown like a failed part
+SEVERITY_ORDER = {faults.FAILED: 0, faults.RECOVERING: 1, faults.DEGRADED: 2}
+# (text, background): at least 6:1 contrast, readable from a distance on a dark stage.
+BANNER_COLOURS = {
+    faults.FAILED: ("#ffffff", "#c00000"),  # white on strong red
+    ERROR: ("#ffffff", "#c00000"),
+    faults.RECOVERING: ("#ffb300", "#121212"),  # amber on near-black
+    faults.DEGRADED: ("#ffe066", "#121212"),  # yellow on near-black
+}
+PART_LABELS = {"midi": "MIDI", "cpu": "CPU", "machine": "machine sound"}
+BANNER_FONT_PX = 17
+
+
+def part_label(part: str) -> str:
+    """How the app names a part of the live path ("MIDI", "input", "recording"...)."""
+    return PART_LABELS.get(part, part)
+
+
+def format_age(seconds: float) -> str:
+    """``<1 s``, ``12 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return "<1 s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def fault_headline(fault: Fault, now_s: float) -> str:
+    """``input recovering for 3 s`` or ``recording failed 2 min 05 s ago``."""
+    health = fault.health
+    age = format_age(now_s - health.since_s)
+    if health.state == faults.FAILED:
+        return f"{part_label(fault.part)} failed {age} ago"
+    return f"{part_label(fault.part)} {health.state} for {age}"
+
+
+def fault_detail(fault: Fault) -> str:
+    """What failed and where: the message, then the file/port/server unless the message names it."""
+    health = fault.health
+    where = f" [{health.where}]" if health.where and health.where not in health.message else ""
+    return f"{health.message}{where}"
+
+
+def worst_first(current: list[Fault]) -> list[Fault]:
+    """Failed, then recovering, then degraded; the oldest first within each."""
+    return sorted(current, key=lambda fault: (SEVERITY_ORDER.get(fault.health.state, 3), fault.health.since_s))
+
+
+class FaultBanner(QWidget):
+    """Every current fault, one line each, worst first, coloured by severity; then one message.
+
+    ``set_faults`` replaces the fault lines (the window calls it on every fault signal and once a
+    second for the ages); ``set_message`` shows or clears the one-off message line. Hidden when
+    there is nothing to show. ``text()`` is the plain text of all lines, one per line.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("faultBanner")
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(2)
+        self._labels: list[QLabel] = []
+        self.lines: list[tuple[str, str]] = []  # (state, plain text), as shown
+        self._fault_lines: list[tuple[str, str, str]] = []  # (state, headline, detail)
+        self._message = ""
+        self.hide()
+
+    def set_faults(self, current: list[Fault], now_s: float) -> None:
+        self._fault_lines = [(fault.health.state, fault_headline(fault, now_s), fault_detail(fault))
+                             for fault in worst_first(current)]
+        self._show()
+
+    def set_message(self, message: str) -> None:
+        self._message = message
+        self._show()
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    def text(self) -> str:
+        return "\n".join(text for _, text in self.lines)
+
+    def _show(self) -> None:
+        rows = list(self._fault_lines)
+        if self._message:
+            rows.append((ERROR, "", self._message))
+        self.lines = [(state, f"{headline}: {detail}" if headline else detail) for state, headline, detail in rows]
+        while len(self._labels) < len(rows):
+            label = QLabel()
+            label.setWordWrap(True)
+            label.setTextFormat(Qt.TextFormat.RichText)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self._layout.addWidget(label)
+            self._labels.append(label)
+        for label, (state, headline, detail) in zip(self._labels, rows):
+            if label.property("state") != state:
+                text, background = BANNER_COLOURS.get(state, BANNER_COLOURS[faults.RECOVERING])
+                label.setStyleSheet(f"QLabel {{ color: {text}; background: {background}; border: 2px solid {text}; "
+                                    f"border-radius: 4px; padding: 6px 10px; font-size: {BANNER_FONT_PX}px; }}")
+                label.setProperty("state", state)
+            shown = f"<b>{html.escape(headline)}</b>: {html.escape(detail)}" if headline else html.escape(detail)
+            if label.text() != shown:
+                label.setText(shown)
+            label.show()
+        for label in self._labels[len(rows):]:
+            label.hide()
+        self.setVisible(bool(rows))
