@@ -32,6 +32,7 @@ from dawemo import constants as C
 from dawemo import faults
 from dawemo.faults import Health, HealthReport
 from dawemo.inputs.audio_io import path_problem
+from dawemo.jack_clients import jack_client_lock
 from dawemo.inputs.ring_buffer import FrameRing
 
 log = logging.getLogger(__name__)
@@ -593,7 +594,8 @@ def open_jack_client(client_name: str, server_name: str | None, purpose: str = "
     jack = _jack_module(purpose)
     _silence_jack_errors()
     try:
-        return jack.Client(client_name, no_start_server=True, servername=server_name)
+        with jack_client_lock():
+            return jack.Client(client_name, no_start_server=True, servername=server_name)
     except jack.JackOpenError:
         raise AudioSourceError(_no_jack_server_message(server_name)) from None
 
@@ -821,10 +823,11 @@ class JackSource(_RingSource):
         client, self._client = self._client, None
         if client is not None:
             if self._gone is None:
-                try:
-                    client.deactivate()
-                finally:
-                    client.close()
+                with jack_client_lock():
+                    try:
+                        client.deactivate()
+                    finally:
+                        client.close()
             else:
                 release_jack_client(client, self._shut_down, self._dead_clients)  # its server is gone
         self._ports = []
@@ -873,14 +876,15 @@ def _close_client_bounded(client, timeout_s: float = 1.0) -> bool:
     rather than stalling the live path or Ctrl-C.
     """
     def close() -> None:
-        try:
-            client.deactivate()
-        except Exception:
-            pass
-        try:
-            client.close()
-        except Exception as error:
-            log.debug("closing a JACK client of a gone server: %s", error)
+        with jack_client_lock():
+            try:
+                client.deactivate()
+            except Exception:
+                pass
+            try:
+                client.close()
+            except Exception as error:
+                log.debug("closing a JACK client of a gone server: %s", error)
 
     closer = threading.Thread(target=close, name="dawemo-jack-close", daemon=True)
     closer.start()
@@ -1120,7 +1124,8 @@ def list_audio_devices() -> dict:
         return result
     _silence_jack_errors()
     try:
-        client = jack.Client("dawemo-list", no_start_server=True)
+        with jack_client_lock():
+            client = jack.Client("dawemo-list", no_start_server=True)
     except jack.JackError:
         return result
     try:
@@ -1130,5 +1135,6 @@ def list_audio_devices() -> dict:
             "sinks": [port.name for port in client.get_ports(is_audio=True, is_input=True)],
         }
     finally:
-        client.close()
+        with jack_client_lock():
+            client.close()
     return result

@@ -44,6 +44,7 @@ else:
     RTMIDI_PROBLEM = None
 
 from dawemo import faults
+from dawemo.jack_clients import jack_client_lock
 from dawemo.faults import Health
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ def _jack_server_running() -> bool:
     import jack  # _backend_unavailable checked that it loads
 
     try:
-        jack.Client("dawemo-probe", no_start_server=True).close()
+        with jack_client_lock():
+            jack.Client("dawemo-probe", no_start_server=True).close()
         return True
     except jack.JackError:
         return False
@@ -169,12 +171,14 @@ def _port_names(api: str) -> tuple[list[str], list[str]]:
     if api == "jack":  # through JACK-Client, for the reason JackMidiOut gives
         import jack
 
-        client = jack.Client("dawemo-list", no_start_server=True)
+        with jack_client_lock():
+            client = jack.Client("dawemo-list", no_start_server=True)
         try:
             return ([port.name for port in client.get_ports(is_midi=True, is_output=True)],
                     [port.name for port in client.get_ports(is_midi=True, is_input=True)])
         finally:
-            client.close()
+            with jack_client_lock():
+                client.close()
     midi_in = rtmidi.MidiIn(rtapi=API_IDS[api], name="dawemo-list")
     midi_out = rtmidi.MidiOut(rtapi=API_IDS[api], name="dawemo-list")
     try:
@@ -660,7 +664,8 @@ class MidiOutput:
             raise MidiPortError(problem)
         import jack
 
-        self._monitor = jack.Client(f"{self.client_name}-monitor", no_start_server=True)
+        with jack_client_lock():
+            self._monitor = jack.Client(f"{self.client_name}-monitor", no_start_server=True)
 
         def server_gone(status, reason) -> None:
             # Runs on a JACK thread: only flag it; the sender thread closes the clients.
@@ -719,7 +724,8 @@ class MidiOutput:
                 if server_gone:
                     _let_go_of_jack_client(monitor, self._dead_clients)
                 else:
-                    monitor.close()
+                    with jack_client_lock():
+                        monitor.close()
             except Exception as error:
                 log.debug("closing JACK monitor client: %s", error)
 
@@ -744,7 +750,8 @@ class JackMidiOut:
         import jack
 
         self._jack = jack
-        self._client = jack.Client(client_name, no_start_server=True)
+        with jack_client_lock():
+            self._client = jack.Client(client_name, no_start_server=True)
         self._pending: deque[bytes] = deque()
         self._port = None
         self.overflows = 0  # cycles whose buffer filled up (the rest waits for the next cycle)
@@ -792,11 +799,12 @@ class JackMidiOut:
             return
 
         def close() -> None:
-            try:
-                client.deactivate()
-            except Exception:
-                pass
-            client.close()
+            with jack_client_lock():
+                try:
+                    client.deactivate()
+                except Exception:
+                    pass
+                client.close()
 
         # A client of a server that has gone may hang in libjack: never let that stall the sender.
         closer = threading.Thread(target=close, name="dawemo-jack-midi-close", daemon=True)
