@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -95,3 +100,35 @@ def generated_clips(tmp_path) -> SimpleNamespace:
 def session_clips(tmp_path_factory) -> SimpleNamespace:
     """The same files written once per session, for tests that only read them."""
     return write_clips(tmp_path_factory.mktemp("audio"))
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str):
+    """A real small filesystem (tmpfs of ``size``, e.g. "512k") mounted on ``folder``; skips the
+    test unless root can mount one here."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a real full disk needs root to mount a small tmpfs")
+    folder.mkdir(exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill_disk(disk: Path) -> Path:
+    """Write a filler file until the disk refuses (ENOSPC); returns it."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, bytes(4096))
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler

@@ -8,7 +8,6 @@ quits; a real full disk (a small tmpfs, needs root) under a recording.
 from __future__ import annotations
 
 import csv
-import errno
 import os
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from dawemo.faults import Fault, Health  # noqa: E402
 from dawemo.ui.main_window import MainWindow  # noqa: E402
 from dawemo.ui.settings import AppSettings  # noqa: E402
 from dawemo.ui.widgets import BANNER_COLOURS, FaultBanner, format_age  # noqa: E402
-from tests.conftest import chord_progression, write_audio  # noqa: E402
+from tests.conftest import chord_progression, fill_disk, small_tmpfs, write_audio  # noqa: E402
 
 needs_jackd = pytest.mark.skipif(shutil.which("jackd") is None,
                                  reason="needs jackd (Debian package jackd2, installed by scripts/test.sh)")
@@ -221,33 +220,11 @@ def test_a_synth_port_that_quits_shows_a_midi_line_naming_it_and_clears(qtbot, m
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs mounted for the test (needs root)."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("a real full disk needs root to mount a small tmpfs")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
-                            text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
         yield disk
-    finally:
-        if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
-def fill(disk: Path) -> Path:
-    """Write a filler file until the disk refuses (ENOSPC); returns it."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while True:
-            os.write(fd, bytes(4096))
-    except OSError as error:
-        assert error.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
+fill = fill_disk
 
 
 def test_a_full_disk_pauses_the_recording_not_the_show(qtbot, make_window, clip, small_disk):

@@ -10,11 +10,7 @@ engine's part too, polling ``health`` and marking every change in the timeline w
 from __future__ import annotations
 
 import csv
-import errno
-import os
 import re
-import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -24,6 +20,7 @@ import pytest
 
 from dawemo.faults import FAILED, OK, RECOVERING, Fault
 from dawemo.outputs.recorder import AutomationRecorder, read_timeline
+from tests.conftest import fill_disk, small_tmpfs
 
 LANES = [(f"lane{i}", i, 1) for i in range(15)]
 COLUMNS = [f"value{i}" for i in range(15)]
@@ -34,33 +31,11 @@ ROW_BYTES = len("0.0000") + len(COLUMNS) * len(",0.5") + 1  # one timeline row, 
 @pytest.fixture
 def small_disk(tmp_path):
     """A 512 KiB tmpfs mounted for the test (needs root)."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("a real full disk needs root to mount a small tmpfs")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "512k") as disk:
         yield disk
-    finally:
-        if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
-def fill(disk: Path) -> Path:
-    """Write a filler file until the disk refuses (ENOSPC); returns it."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while True:
-            os.write(fd, bytes(4096))
-    except OSError as error:
-        assert error.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
+fill = fill_disk
 
 
 def slack_bytes(path: Path) -> int:
