@@ -108,8 +108,8 @@ def configure_analyze(parser: argparse.ArgumentParser) -> None:
                         help="audio files (any format pedalboard reads: wav, flac, mp3, ogg, aiff, ...) "
                              "or directories, searched recursively for audio files")
     out = parser.add_argument_group(
-        "outputs (without any, a short summary per file is printed); --jsonl and --csv are written as "
-        "each file finishes, so an interrupted batch keeps what it did (see docs/batch.md)")
+        "outputs", "Without any, a short summary per file is printed. --jsonl and --csv are written as "
+                   "each file finishes, so an interrupted batch keeps what it did (see docs/batch.md).")
     out.add_argument("--json", metavar="OUT", type=Path,
                      help="write clip summaries and timelines of all files as one JSON document when the "
                           "batch ends ('-' for stdout); written atomically")
