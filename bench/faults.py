@@ -72,6 +72,22 @@ def start_fault_rows() -> list[dict]:
     return rows
 
 
+def device_row() -> dict:
+    """Device input gone: tests/test_device_faults.py's real scenario (an ALSA jack PCM whose server
+    stops and returns), run by pytest; its summary line gives the times."""
+    import re
+
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                           "tests/test_device_faults.py", "-k", "server_goes_away"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    match = re.search(r"recovering ([\d.]+) s after the server stopped; ok ([\d.]+) s and audio ([\d.]+) s",
+                      done.stdout)
+    if match is None:
+        return {"fault": "device-input-gone", "error": (done.stdout + done.stderr)[-500:]}
+    return {"fault": "device-input-gone", "detected_s": float(match.group(1)), "recovered_s": float(match.group(2)),
+            "audio_again_s": float(match.group(3))}
+
+
 def _fmt(value, digits: int = 2) -> str:
     if value is None:
         return "-"
@@ -113,6 +129,11 @@ def main() -> int:
               f"{_fmt(median('cc_gap_s')):>7} {_fmt(readable):>9} {_fmt(median('lost_s')):>6} "
               f"{_fmt(median('unsaved_after_s')):>8} {_fmt(median('stop_s')):>6}", flush=True)
     if not args.only:
+        device = device_row()
+        every.append(device)
+        print(f"{'device-input-gone':<26} {_fmt(device.get('detected_s')):>9} {_fmt(device.get('recovered_s')):>10} "
+              f"{'-':>7} {'-':>9} {'-':>6} {'-':>8} {'-':>6}   (a DeviceSource on ALSA's jack PCM; "
+              "tests/test_device_faults.py)", flush=True)
         print(f"\n{'start fault':<40} {'said after':>10} {'exit':>5}  line")
         for row in start_fault_rows():
             every.append(row)
