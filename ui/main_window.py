@@ -94,7 +94,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("F5"), self, activated=self.toggle_engine)
         QShortcut(QKeySequence("Ctrl+R"), self, activated=self.toggle_recording)
         if self.errors:
-            self.show_error(self.errors[-1])
+            self.show_error("; ".join(self.errors))  # a broken preset and a broken model both show
 
     # -- layout ---------------------------------------------------------------------------------
 
