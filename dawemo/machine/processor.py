@@ -25,7 +25,7 @@ import numpy as np
 
 from dawemo.machine.chain import Chain
 from dawemo.machine.plugins import VELOCITY
-from dawemo.outputs.mapping import DEFAULT_HOP_S, DEFAULT_SHAPE, LaneMapper
+from dawemo.outputs.mapping import DEFAULT_HOP_S, DEFAULT_SHAPE, LaneMapper, lane_targets
 
 _TIME_EPS_S = 1e-9  # as the mapping engine: float slack when comparing times built from different sums
 _SMOOTH_SETTLE = 1e-12  # the mapping engine's smoother settles exactly this close to its target
@@ -173,14 +173,7 @@ class ParameterAutomation:
 
     def _accept(self, time_s: float, values: Mapping[str, float]) -> None:
         """``LaneMapper.push``: normalise, and never earlier than what is already scheduled or done."""
-        targets = {}
-        for index, lane in enumerate(self.lanes):
-            value = values.get(lane.source)
-            if value is None:
-                continue
-            value = float(value)
-            if math.isfinite(value):
-                targets[index] = lane.normalize(value)
+        targets = lane_targets(self.lanes, values)
         if self._origin_s is None:
             self._origin_s = float(time_s)
         time_s = max(float(time_s), self._origin_s, self._last_tick_s,

@@ -625,6 +625,20 @@ class _LaneState:
         self.last_send_s = -math.inf
 
 
+def lane_targets(lanes: Sequence, values: Mapping[str, float]) -> dict[int, float]:
+    """{lane index: normalised target} for the lanes whose source is in ``values`` and finite;
+    the others hold their value."""
+    targets = {}
+    for index, lane in enumerate(lanes):
+        value = values.get(lane.source)
+        if value is None:
+            continue
+        value = float(value)
+        if math.isfinite(value):
+            targets[index] = lane.normalize(value)
+    return targets
+
+
 class LaneMapper:
     """Model updates -> smoothed lane values on a control-tick grid; subclasses decide what to emit.
 
@@ -676,14 +690,7 @@ class LaneMapper:
         Updates apply at the first control tick at or after their time; one older than the
         previous update or than the last processed tick counts as arriving at that time.
         """
-        targets = {}
-        for index, lane in enumerate(self.lanes):
-            value = values.get(lane.source)
-            if value is None:
-                continue
-            value = float(value)
-            if math.isfinite(value):
-                targets[index] = lane.normalize(value)
+        targets = lane_targets(self.lanes, values)
         if self._origin_s is None:
             self._origin_s = float(update_time_s)
         time_s = max(float(update_time_s), self._origin_s, self._last_tick_s,
