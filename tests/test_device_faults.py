@@ -241,12 +241,17 @@ class Server:
         self.player = JackPlayer([tones(FREQUENCIES_HZ, RATE)] * 2, name=self.player_name)
 
     def stop(self) -> None:
-        """SIGTERM the server (as a crash or a quit would), then let go of the player's dead client."""
+        """SIGTERM the server (as a crash or a quit would) under the device in the child process.
+
+        The player, a client of this (the test's) process, is closed first: a client of a server
+        that shut down must never be closed, nor garbage-collected, once another client of the
+        process has opened (jack2 then frees it itself: a use-after-free that crashed later tests).
+        """
         server, player, self.server, self.player = self.server, self.player, None, None
-        if server is not None:
-            server.__exit__(None, None, None)
         if player is not None:
             _close_client_bounded(player.client)
+        if server is not None:
+            server.__exit__(None, None, None)
 
     def close(self) -> None:
         """Player first, then the server: a clean stop."""
