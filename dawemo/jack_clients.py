@@ -14,8 +14,11 @@ Like ``constants`` and ``faults``, this module imports nothing of dawemo's.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
 
 WAIT_S = 3.0  # the longest any part waits for another's open or close
 
@@ -31,3 +34,45 @@ def jack_client_lock(wait_s: float = WAIT_S) -> Iterator[bool]:
     finally:
         if acquired:
             _lock.release()
+
+
+def close_client_bounded(client, timeout_s: float = 1.0) -> bool:
+    """Close a JACK client whose server may be gone, waiting at most ``timeout_s``; True if closed.
+
+    libjack may wait on a dead server's socket; a close that hangs is left to its daemon thread
+    rather than stalling the live path or Ctrl-C.
+    """
+    def close() -> None:
+        with jack_client_lock():
+            try:
+                client.deactivate()
+            except Exception:
+                pass
+            try:
+                client.close()
+            except Exception as error:
+                log.debug("closing a JACK client of a gone server: %s", error)
+
+    closer = threading.Thread(target=close, name="dawemo-jack-close", daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    return not closer.is_alive()
+
+
+def release_jack_client(client, server_shut_down: bool, keep: list) -> None:
+    """Let go of a JACK client whose server went away, without ever crashing the process.
+
+    After a server shut down, jack2's next ``jack_client_open`` in this process (by any part: the
+    input, the MIDI port, the machine sound) frees that server's clients itself; deactivating or
+    closing one of them afterwards is a use-after-free that kills the process. So a client whose
+    server said it shut down is never touched again: its handle is cleared (JACK-Client's close()
+    and __del__ do nothing then) and the object is kept in ``keep``. A client whose server only
+    stopped cycling (killed unnoticed, or hung) is closed, with a bounded wait.
+    """
+    if server_shut_down:
+        import jack
+
+        client._ptr = jack._ffi.NULL
+        keep.append(client)
+    else:
+        close_client_bounded(client)

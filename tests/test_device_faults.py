@@ -30,7 +30,8 @@ import pytest
 
 from jack_helpers import JackPlayer
 from test_sources import ALSA_PLUGIN_FOLDERS, FakeStream, alsa_env, tone_purity, tones
-from dawemo.inputs.sources import AudioSourceError, DeviceSource, _close_client_bounded
+from dawemo.inputs.sources import AudioSourceError, DeviceSource
+from dawemo.jack_clients import close_client_bounded
 
 RATE = 48000
 FREQUENCIES_HZ = (440, 1250)
@@ -249,7 +250,7 @@ class Server:
         """
         server, player, self.server, self.player = self.server, self.player, None, None
         if player is not None:
-            _close_client_bounded(player.client)
+            close_client_bounded(player.client)
         if server is not None:
             server.__exit__(None, None, None)
 

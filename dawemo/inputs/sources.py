@@ -32,7 +32,7 @@ from dawemo import constants as C
 from dawemo import faults
 from dawemo.faults import Health, HealthReport
 from dawemo.inputs.audio_io import path_problem
-from dawemo.jack_clients import jack_client_lock
+from dawemo.jack_clients import close_client_bounded, jack_client_lock, release_jack_client
 from dawemo.inputs.ring_buffer import FrameRing
 
 log = logging.getLogger(__name__)
@@ -792,7 +792,7 @@ class JackSource(_RingSource):
             found, self._missing = _match_present(self.connect, available)
             self._join(client, found)
         except Exception as error:
-            _close_client_bounded(client)
+            close_client_bounded(client)
             self._client, self._ports = None, []
             self.report.set(faults.RECOVERING, f"rejoining the JACK server failed ({error}); retrying")
             return False
@@ -848,48 +848,6 @@ def _match_present(patterns: Sequence[str], available: Sequence[str]) -> tuple[l
         except AudioSourceError:
             missing.append(pattern)
     return found, missing
-
-
-def release_jack_client(client, server_shut_down: bool, keep: list) -> None:
-    """Let go of a JACK client whose server went away, without ever crashing the process.
-
-    After a server shut down, jack2's next ``jack_client_open`` in this process (by any part: the
-    input, the MIDI port, the machine sound) frees that server's clients itself; deactivating or
-    closing one of them afterwards is a use-after-free that kills the process. So a client whose
-    server said it shut down is never touched again: its handle is cleared (JACK-Client's close()
-    and __del__ do nothing then) and the object is kept in ``keep``. A client whose server only
-    stopped cycling (killed unnoticed, or hung) is closed, with a bounded wait.
-    """
-    if server_shut_down:
-        import jack
-
-        client._ptr = jack._ffi.NULL
-        keep.append(client)
-    else:
-        _close_client_bounded(client)
-
-
-def _close_client_bounded(client, timeout_s: float = 1.0) -> bool:
-    """Close a JACK client whose server may be gone, waiting at most ``timeout_s``; True if closed.
-
-    libjack may wait on a dead server's socket; a close that hangs is left to its daemon thread
-    rather than stalling the live path or Ctrl-C.
-    """
-    def close() -> None:
-        with jack_client_lock():
-            try:
-                client.deactivate()
-            except Exception:
-                pass
-            try:
-                client.close()
-            except Exception as error:
-                log.debug("closing a JACK client of a gone server: %s", error)
-
-    closer = threading.Thread(target=close, name="dawemo-jack-close", daemon=True)
-    closer.start()
-    closer.join(timeout_s)
-    return not closer.is_alive()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ import numpy as np
 from dawemo import faults
 from dawemo.faults import Health, HealthReport
 from dawemo.inputs.ring_buffer import FrameRing
-from dawemo.inputs.sources import (AudioSourceError, _close_client_bounded, _match_present, _server_label,
-                                   match_jack_ports, open_jack_client, release_jack_client)
+from dawemo.inputs.sources import AudioSourceError, _match_present, _server_label, match_jack_ports, open_jack_client
+from dawemo.jack_clients import close_client_bounded, release_jack_client
 from dawemo.machine.chain import Chain
 from dawemo.machine.plugins import is_external
 from dawemo.machine.processor import MachineChain
@@ -351,7 +351,7 @@ class JackMachine:
             return
         if client.name != self._name and now_s - self._lost_s < NAME_GRACE_S:
             # The old client still holds the name (a hung server closes it late): not yet.
-            _close_client_bounded(client)
+            close_client_bounded(client)
             return
         try:
             if float(client.samplerate) != self.processor.sample_rate:
@@ -374,7 +374,7 @@ class JackMachine:
         self._report_connections()
         if self._stop.is_set():  # close() gave up waiting for this attempt
             self._client = None
-            _close_client_bounded(client)
+            close_client_bounded(client)
 
     def _forget_sound(self) -> None:
         """Drop what the chain holds of the audio from before an outage: tails, delay lines, notes.

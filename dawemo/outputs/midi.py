@@ -44,7 +44,7 @@ else:
     RTMIDI_PROBLEM = None
 
 from dawemo import faults
-from dawemo.jack_clients import jack_client_lock
+from dawemo.jack_clients import close_client_bounded, jack_client_lock, release_jack_client
 from dawemo.faults import Health
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ class MidiOutput:
         self._latest_while_lost: dict[tuple, list[int]] = {}
         self._warned_closed = False
         self._lost_since_s = 0.0
-        self._dead_clients: list = []  # JACK clients of a shut-down server: never closed (see _let_go_of_jack_client)
+        self._dead_clients: list = []  # JACK clients of a shut-down server: never closed (see release_jack_client)
 
     @property
     def health(self) -> Health:
@@ -722,7 +722,7 @@ class MidiOutput:
         if monitor is not None:
             try:
                 if server_gone:
-                    _let_go_of_jack_client(monitor, self._dead_clients)
+                    release_jack_client(monitor, True, self._dead_clients)
                 else:
                     with jack_client_lock():
                         monitor.close()
@@ -795,41 +795,18 @@ class JackMidiOut:
     def close_port(self) -> None:
         client, self._client = self._client, None
         self._port = None
-        if client is None:
-            return
-
-        def close() -> None:
-            with jack_client_lock():
-                try:
-                    client.deactivate()
-                except Exception:
-                    pass
-                client.close()
-
-        # A client of a server that has gone may hang in libjack: never let that stall the sender.
-        closer = threading.Thread(target=close, name="dawemo-jack-midi-close", daemon=True)
-        closer.start()
-        closer.join(1.0)
+        if client is not None:
+            # A client of a server that has gone may hang in libjack: never let that stall the sender.
+            close_client_bounded(client)
 
     def delete(self) -> None:
         self.close_port()
 
     def let_go(self) -> None:
-        """Forget the client of a server that shut down, without closing it (_let_go_of_jack_client)."""
+        """Forget the client of a server that shut down, without closing it (release_jack_client)."""
         client, self._client = self._client, None
         self._port = None
         if client is not None:
-            _let_go_of_jack_client(client, JackMidiOut._dead_clients)
+            release_jack_client(client, True, JackMidiOut._dead_clients)
 
     _dead_clients: list = []
-
-
-def _let_go_of_jack_client(client, keep: list) -> None:
-    """After a JACK server shut down, jack2's next client open in this process frees that server's
-    clients itself; closing one afterwards crashes the process. So such a client is never closed:
-    its handle is cleared (JACK-Client's close() and __del__ do nothing then) and the object kept.
-    (dawemo.inputs.sources.release_jack_client does the same for the input and the machine sound.)"""
-    import jack
-
-    client._ptr = jack._ffi.NULL
-    keep.append(client)
