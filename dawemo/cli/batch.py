@@ -495,10 +495,13 @@ class BatchOutputs:
         """
         from dawemo.emotion import report
 
-        if self._jsonl is not None:
-            self._write(self._jsonl, report.json_line(entry))
-        if self._csv is not None:
-            self._write(self._csv, report.csv_text(report.csv_entry_rows(self.document, entry)))
+        # Ctrl-C between the two appends would leave a file in one output and not the other, and
+        # --resume would then skip it in both: take the interrupt once both are written.
+        with _interrupt_after():
+            if self._jsonl is not None:
+                self._write(self._jsonl, report.json_line(entry))
+            if self._csv is not None:
+                self._write(self._csv, report.csv_text(report.csv_entry_rows(self.document, entry)))
         if self.json_path is not None:
             self.entries[index] = entry
 
@@ -513,6 +516,24 @@ class BatchOutputs:
             if file is not None and file is not sys.stdout:
                 file.close()
         self._jsonl = self._csv = None
+
+
+@contextlib.contextmanager
+def _interrupt_after():
+    """Hold SIGINT for the duration of the block (main thread only) and raise it afterwards."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
 
 
 # ----------------------------------------------------------------------------------------------
