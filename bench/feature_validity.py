@@ -31,7 +31,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dawemo import constants as C  # noqa: E402
-from dawemo.emotion.frontend import network_input, segment_starts  # noqa: E402
 from dawemo.training.signal_estimates import ESTIMATES_OF, band_centres_hz, signal_estimates  # noqa: E402
 
 
@@ -40,11 +39,7 @@ def model_features(spectrograms: list[np.ndarray]) -> tuple[np.ndarray, str]:
     from dawemo.emotion.model import EmotionModel
 
     model = EmotionModel(use_gpu=False)
-    rows = []
-    for spec in spectrograms:
-        segments = network_input(spec, segment_starts(len(spec)), C.SEGMENT_FRAMES, model.context_frames)
-        logits, _, _ = model.session.run(None, {"segments": segments})
-        rows.append(model.midlevel_from_logits(logits.mean(axis=0)))
+    rows = [model.midlevel_from_logits(model.clip_logits(spec).mean(axis=0)) for spec in spectrograms]
     return np.array(rows), f"{model.name} v{model.version}, whole-clip summaries"
 
 

@@ -25,7 +25,11 @@ def test_graph_emotions_are_exactly_the_explained_linear_map():
     model = EmotionModel(use_gpu=False)
     rng = np.random.default_rng(0)
     segments = rng.normal(0, 1, size=(3, 1, C.N_BANDS, C.SEGMENT_FRAMES)).astype(np.float32)
-    _, midlevel, emotions = model.session.run(None, {"segments": segments})
+    feed = {"segments": segments}
+    if model.rhythm is not None:
+        feed["rhythm_descriptors"] = rng.uniform(0, 1, size=(3, len(model.metadata["rhythm_branch"]["descriptors"])
+                                                          )).astype(np.float32)
+    _, midlevel, emotions = model.session.run(None, feed)
     np.testing.assert_allclose(emotions, model.emotions_from_midlevel(midlevel), atol=1e-4)
     np.testing.assert_allclose(model.contributions(midlevel).sum(axis=1) + model.emotion_bias, emotions, atol=1e-4)
 
@@ -49,10 +53,12 @@ def test_evaluation_report_describes_the_shipped_layer():
     joint = report["joint_emotion_head"]
     # Where a pair branch supplies a feature, the refit is pulled towards 0 instead (its features are
     # the report's out-of-fold ones in those columns).
-    (anchor_weight, anchor_bias), = without_columns([(np.array(joint["weight"]), np.array(joint["bias"]))],
-                                                    report.get("branch", {}).get("columns", []))
+    freed = sorted(set(report.get("branch", {}).get("columns", []))
+                   | set(report.get("rhythm_branch", {}).get("columns", [])))
+    (anchor_weight, anchor_bias), = without_columns([(np.array(joint["weight"]), np.array(joint["bias"]))], freed)
     weight, bias = fit_emotion_head(np.array(report["cv"]["out_of_fold_midlevel"]), ratings, anchor_weight,
-                                    anchor_bias, report["cv"]["crossfitted_head"]["ridge"])
+                                    anchor_bias, report["cv"]["crossfitted_head"]["ridge"],
+                                    report["cv"]["crossfitted_head"].get("signs_kept"))
     model = EmotionModel(use_gpu=False)
     assert model.metadata["training"]["config"] == report["config"]
     np.testing.assert_allclose(model.emotion_weights, weight, atol=1e-4)

@@ -1,8 +1,9 @@
 """The shipped mid-level -> emotion model, run with ONNX Runtime.
 
-The ONNX graph maps normalised spectrogram segments to per-segment mid-level logits; a window's
-7 mid-level features are ``sigmoid(mean of its segments' logits)`` and its 8 emotions are
-``emotion_weights @ features + emotion_bias``, both stored in the file's metadata.
+The ONNX graph maps normalised spectrogram segments (and, from v6, each segment's rhythm
+descriptors over the 8 s ending with it: ``dawemo.emotion.rhythm``) to per-segment mid-level
+logits; a window's 7 mid-level features are ``sigmoid(mean of its segments' logits)`` and its 8
+emotions are ``emotion_weights @ features + emotion_bias``, both stored in the file's metadata.
 """
 
 from __future__ import annotations
@@ -77,16 +78,54 @@ class EmotionModel:
         self.segment_stride_frames = int(meta["segment_stride_frames"])
         self.context_frames = int(meta.get("context_frames", self.segment_frames))
         self._input_name = self.session.get_inputs()[0].name
+        inputs = {i.name for i in self.session.get_inputs()}
+        # v6 and later: the rhythm features come from the onset envelope of the 8 s before each segment.
+        self.rhythm = None
+        if "rhythm_descriptors" in inputs:
+            from dawemo.emotion.rhythm import RhythmDescriber
+
+            self.rhythm = RhythmDescriber(self.frames_per_s, self.sample_rate, self.frame_size)
 
     @property
     def frames_per_s(self) -> float:
         return self.sample_rate / self.hop_size
 
-    def segment_logits(self, segments: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(N, 1, n_bands, segment_frames) normalised segments -> (N, 7) mid-level logits."""
-        outputs = [self.session.run(["midlevel_logits"], {self._input_name: segments[i : i + batch_size]})[0]
-                   for i in range(0, len(segments), batch_size)]
+    @property
+    def history_frames(self) -> int:
+        """Spectrogram frames before a segment's end that its logits depend on."""
+        return max(self.context_frames, self.rhythm.span_frames if self.rhythm else 0)
+
+    def segment_logits(self, segments: np.ndarray, rhythm_descriptors: np.ndarray | None = None,
+                       batch_size: int = 64) -> np.ndarray:
+        """(N, 1, n_bands, segment_frames) normalised segments [+ (N, 5) rhythm descriptors] -> (N, 7) logits."""
+        if self.rhythm is not None and rhythm_descriptors is None:
+            raise ValueError("this model needs rhythm descriptors: use logits_at()")
+        outputs = []
+        for i in range(0, len(segments), batch_size):
+            feed = {self._input_name: segments[i : i + batch_size]}
+            if self.rhythm is not None:
+                feed["rhythm_descriptors"] = np.asarray(rhythm_descriptors[i : i + batch_size], np.float32)
+            outputs.append(self.session.run(["midlevel_logits"], feed)[0])
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.midlevel_names)), np.float32)
+
+    def logits_at(self, magnitudes: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """(N, 7) logits of the segments starting at frames ``starts`` of linear filterbank ``magnitudes``.
+
+        ``magnitudes`` must hold the ``history_frames`` frames before each segment's end that exist.
+        """
+        from dawemo.emotion.frontend import network_input
+
+        starts = np.asarray(starts, dtype=np.int64)
+        segments = network_input(magnitudes, starts, self.segment_frames, self.context_frames)
+        descriptors = self.rhythm.describe(magnitudes, starts + self.segment_frames) if self.rhythm else None
+        return self.segment_logits(segments, descriptors)
+
+    def clip_logits(self, magnitudes: np.ndarray) -> np.ndarray:
+        """(n_segments, 7) logits of every segment of a whole clip's filterbank magnitudes."""
+        from dawemo.emotion.frontend import segment_starts
+
+        return self.logits_at(magnitudes, segment_starts(len(magnitudes), self.segment_frames,
+                                                         self.segment_stride_frames))
 
     def midlevel_from_logits(self, mean_logits: np.ndarray) -> np.ndarray:
         """Mean segment logits (..., 7) -> mid-level features in [0, 1]."""

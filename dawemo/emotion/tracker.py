@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.emotion.frontend import SpectrogramFrontEnd, network_input
+from dawemo.emotion.frontend import SpectrogramFrontEnd
 from dawemo.emotion.model import EmotionModel
 
 
@@ -87,8 +87,7 @@ class EmotionTracker:
         if n_ready <= first_new:
             return []
         starts = np.arange(first_new, n_ready) * stride - self._frames_offset
-        logits = self.model.segment_logits(
-            network_input(self._frames, starts, seg_frames, self.model.context_frames))
+        logits = self.model.logits_at(self._frames, starts)
         updates = []
         for i, segment_logits in enumerate(logits):
             index = first_new + i
@@ -100,7 +99,7 @@ class EmotionTracker:
                 updates.append(self._update(index))
         self.segments_done = n_ready
         # Keep only the frames that future segments (and their level context) still need.
-        keep_from = max(0, n_ready * stride - (self.model.context_frames - seg_frames) - self._frames_offset)
+        keep_from = max(0, n_ready * stride - (self.model.history_frames - seg_frames) - self._frames_offset)
         self._frames = self._frames[keep_from:]
         self._frames_offset += keep_from
         return updates
