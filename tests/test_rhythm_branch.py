@@ -54,6 +54,25 @@ def test_off_beat_layers_take_onset_energy_off_the_beat():
     assert layered["onset_rate"] > plain["onset_rate"]
 
 
+def test_any_span_gives_finite_descriptors():
+    """Noise, silence, single clicks and spans of every length: no error, nothing infinite."""
+    rng = np.random.default_rng(8)
+    describer = RhythmDescriber()
+    for n_frames in (1, 2, 7, 8, 9, 20, 47, 64, 100, 250):
+        for kind in ("noise", "silence", "click", "decay"):
+            if kind == "noise":
+                spec = np.abs(rng.normal(size=(n_frames, C.N_BANDS))).astype(np.float32)
+            elif kind == "silence":
+                spec = np.zeros((n_frames, C.N_BANDS), np.float32)
+            elif kind == "click":
+                spec = np.full((n_frames, C.N_BANDS), 1e-4, np.float32)
+                spec[n_frames // 2] = 1.0
+            else:
+                spec = np.exp(-np.arange(n_frames) / 3.0)[:, None] * np.ones(C.N_BANDS, np.float32)
+            values = describer.describe(spec, [n_frames])
+            assert values.shape == (1, len(DESCRIPTOR_NAMES)) and np.all(np.isfinite(values)), (n_frames, kind)
+
+
 def test_streaming_descriptors_depend_only_on_the_span_before_each_segment():
     """Cutting the spectrogram just after a segment's end changes nothing for that segment."""
     spec = spectrogram(click_track(0.45, 14.0, np.random.default_rng(3)))

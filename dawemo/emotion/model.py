@@ -84,7 +84,8 @@ class EmotionModel:
         if "rhythm_descriptors" in inputs:
             from dawemo.emotion.rhythm import RhythmDescriber
 
-            self.rhythm = RhythmDescriber(self.frames_per_s, self.sample_rate, self.frame_size)
+            self.rhythm = RhythmDescriber(self.frames_per_s, self.sample_rate, self.frame_size,
+                                          float(meta["rhythm_branch"]["span_s"]))
 
     @property
     def frames_per_s(self) -> float:

@@ -35,8 +35,8 @@ def band_centres_hz(sample_rate: int = C.SAMPLE_RATE, frame_size: int = C.FRAME_
     return bin_hz[log_filterbank(sample_rate, frame_size).argmax(axis=0)]
 
 
-def span_frames(frames_per_s: float) -> int:
-    return int(round(RHYTHM_SPAN_S * frames_per_s))
+def span_frames(frames_per_s: float, span_s: float = RHYTHM_SPAN_S) -> int:
+    return int(round(span_s * frames_per_s))
 
 
 def _autocorrelation(envelope: np.ndarray, max_lag: int) -> np.ndarray:
@@ -70,7 +70,8 @@ def describe_span(magnitudes: np.ndarray, frames_per_s: float, band_weights: np.
     # the share of frames more than 12 dB under the loudest of the 0.5 s around them (gaps).
     energy_db = 10 * np.log10(power.astype(np.float64) + 1e-6 * power.mean() + 1e-20)
     second = max(1, int(round(frames_per_s)))
-    smooth_db = np.convolve(energy_db, np.ones(second) / second, mode="same")
+    kernel = min(second, len(energy_db))
+    smooth_db = np.convolve(energy_db, np.ones(kernel) / kernel, mode="same")
     edge = second // 2 if len(energy_db) > 2 * second else 0
     depth_db = float(np.sqrt(np.mean((energy_db - smooth_db)[edge : len(energy_db) - edge] ** 2)))
     half = max(1, second // 4)
@@ -84,7 +85,8 @@ def describe_span(magnitudes: np.ndarray, frames_per_s: float, band_weights: np.
     # a steady beat keeps its correlation at 2, 3, 4 periods; a drifting or jittered one loses it.
     a, b, c = autocorr[best - 1], autocorr[best], autocorr[min(best + 1, n - 1)]
     curvature = a - 2 * b + c
-    period = best + (0.5 * (a - c) / curvature if curvature < 0 else 0.0)
+    # (within half a lag of the peak: the neighbour below the search range may be higher still)
+    period = best + (float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0)
     multiples = [autocorr[int(round(k * period))] for k in (2, 3, 4) if k * period < n - frames_per_s]
     persistence = float(np.mean(multiples)) if multiples else clarity
     # Share of onset energy in the 3 of 16 beat-phase bins around the strongest phase.
@@ -123,8 +125,8 @@ class RhythmBranch:
         return cls(tuple(meta["qualities"]), *(np.asarray(meta[k], dtype=np.float64)
                                                for k in ("weight", "bias", "mean", "std")))
 
-    def metadata(self) -> dict:
-        return {"descriptors": list(DESCRIPTOR_NAMES), "span_s": RHYTHM_SPAN_S, "qualities": list(self.qualities),
+    def metadata(self, span_s: float = RHYTHM_SPAN_S) -> dict:
+        return {"descriptors": list(DESCRIPTOR_NAMES), "span_s": span_s, "qualities": list(self.qualities),
                 **{k: np.asarray(getattr(self, k)).round(6).tolist() for k in ("weight", "bias", "mean", "std")}}
 
     def logits(self, descriptors: np.ndarray) -> np.ndarray:
@@ -138,12 +140,14 @@ class RhythmDescriber:
     Args:
         frames_per_s: spectrogram frame rate.
         sample_rate, frame_size: of the front end (for the band split).
+        span_s: how much audio before each segment's end the descriptors read.
     """
 
     def __init__(self, frames_per_s: float = C.SAMPLE_RATE / C.HOP_SIZE, sample_rate: int = C.SAMPLE_RATE,
-                 frame_size: int = C.FRAME_SIZE) -> None:
+                 frame_size: int = C.FRAME_SIZE, span_s: float = RHYTHM_SPAN_S) -> None:
         self.frames_per_s = frames_per_s
-        self.span_frames = span_frames(frames_per_s)
+        self.span_s = span_s
+        self.span_frames = span_frames(frames_per_s, span_s)
         centres = band_centres_hz(sample_rate, frame_size)
         groups = [np.ones(len(centres), bool), centres <= LOW_BAND_MAX_HZ, centres >= HIGH_BAND_MIN_HZ]
         self.band_weights = np.stack([g / g.sum() for g in groups], axis=1).astype(np.float32)

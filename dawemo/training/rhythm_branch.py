@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from dawemo import constants as C
-from dawemo.emotion.rhythm import DESCRIPTOR_NAMES, RhythmBranch, RhythmDescriber
+from dawemo.emotion.rhythm import DESCRIPTOR_NAMES, RHYTHM_SPAN_S, RhythmBranch, RhythmDescriber
 
 SR = C.SAMPLE_RATE
 
@@ -259,7 +259,7 @@ __all__ = ["DESCRIPTOR_NAMES", "fit_branch", "real_pair_descriptors", "pair_accu
 
 
 def attach_to_onnx(base_path, out_path, branch: RhythmBranch, emotion_weight: np.ndarray, emotion_bias: np.ndarray,
-                   version: str, training_note: dict) -> None:
+                   version: str, training_note: dict, span_s: float = RHYTHM_SPAN_S) -> None:
     """Write ``base_path``'s graph with the rhythm branch's linear map inside it and a new emotion layer.
 
     The graph gains an input ``rhythm_descriptors`` (n_segments, n_descriptors), computed by
@@ -318,7 +318,7 @@ def attach_to_onnx(base_path, out_path, branch: RhythmBranch, emotion_weight: np
     info = json.loads(meta["dawemo"])
     info.update({"version": version, "emotion_weights": np.asarray(emotion_weight, np.float64).tolist(),
                  "emotion_bias": np.asarray(emotion_bias, np.float64).tolist(),
-                 "rhythm_branch": branch.metadata(), "training": training_note})
+                 "rhythm_branch": branch.metadata(span_s), "training": training_note})
     for p in proto.metadata_props:
         if p.key == "dawemo":
             p.value = json.dumps(info)
@@ -352,7 +352,7 @@ def assemble(args) -> int:
     log = lambda text: print(f"[{time.time() - started:6.1f} s] {text}", flush=True)  # noqa: E731
     report = json.loads(Path(args.evaluation).read_text())
     data = load_soundtracks(args.soundtracks, args.cache)
-    describer = RhythmDescriber()
+    describer = RhythmDescriber(span_s=args.span_s)
     reference = [describer.describe_clip(s) for s in data.spectrograms]
     log(f"descriptors of {len(reference)} soundtrack excerpts")
     corpus, _ = load_contrast_pairs(Path(args.corpus), 150, 0, Path(args.cache))
@@ -375,7 +375,7 @@ def assemble(args) -> int:
     clip_features = 1 / (1 + np.exp(-np.array([branch.logits(r).mean(axis=0) for r in reference])))
     columns = [C.MIDLEVEL_NAMES.index(q) for q in branch.qualities]
     freed = sorted(set(report["branch"]["columns"]) | set(columns))  # the pair branch's and this one's
-    evaluation = {"qualities": list(branch.qualities), "columns": columns, "branch": branch.metadata(),
+    evaluation = {"qualities": list(branch.qualities), "columns": columns, "branch": branch.metadata(args.span_s),
                   "pairs": {q: len(p) for q, p in pairs.items()},
                   "pair_accuracy": {q: pair_accuracy(branch, q, pairs[q]) for q in qualities}}
     schemes = {"cv": kfold_splits(len(data.ids), report["cv"]["n_folds"], 0),
@@ -406,7 +406,7 @@ def assemble(args) -> int:
     note = {"config": report["config"], "base_model": f"{Path(args.base).name} (its networks, unchanged)",
             "rhythm_branch": evaluation["branch"],
             "emotion_head": head_note, "evaluation": "see models/evaluation.json and MODEL_CARD.md"}
-    attach_to_onnx(args.base, args.model_out, branch, weight, bias, args.version, note)
+    attach_to_onnx(args.base, args.model_out, branch, weight, bias, args.version, note, args.span_s)
     report.update({"version": args.version, "emotion_head": head_note, "rhythm_branch": evaluation,
                    "model_file": str(args.model_out),
                    "emotion_layer": {"weight": weight.round(6).tolist(), "bias": bias.round(6).tolist()}})
@@ -432,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-excerpts", type=int, default=200,
                         help="excerpts the real-recording pairs are made from (the rest check them)")
     parser.add_argument("--head-ridge", type=float, default=3.0)
+    parser.add_argument("--span-s", type=float, default=RHYTHM_SPAN_S, help="audio each rhythm descriptor reads")
     parser.add_argument("--version", default="6")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
