@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dawemo import constants as C  # noqa: E402
 
 SAMPLE_EVERY_S = 0.1
-_updates: dict = {}  # (clip identity, window_s, hop_s) -> tracker updates: smoothings share them
+_updates: dict = {}  # (model, clip identity, window_s, hop_s) -> tracker updates: smoothings share them
 
 
 def lane_curves(model, preset, audio: np.ndarray, window_s: float, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +45,7 @@ def lane_curves(model, preset, audio: np.ndarray, window_s: float, hop_s: float)
     mapper = CcMapper(preset)
     times, rows = [], []
     names = list(model.emotion_names) + list(model.midlevel_names)
-    key = (id(audio), window_s, hop_s)
+    key = (id(model), id(audio), window_s, hop_s)
     if key not in _updates:
         _updates[key] = EmotionTracker(model, window_s, hop_s).process(audio)
     updates = _updates[key]

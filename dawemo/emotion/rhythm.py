@@ -25,6 +25,7 @@ DESCRIPTOR_NAMES = ("pulse_clarity", "pulse_persistence", "onbeat_share", "onset
                     "envelope_depth_db", "gap_share")
 MIN_LAG_S, MAX_LAG_S = 0.25, 1.5  # beat periods between 40 and 240 bpm
 PHASE_BINS = 16
+MEMORY_S = 2.0  # recency weighting inside the span: half of a statistic's weight is on the last 1.4 s
 LOW_BAND_MAX_HZ, HIGH_BAND_MIN_HZ = 250.0, 2000.0
 
 
@@ -39,46 +40,65 @@ def span_frames(frames_per_s: float, span_s: float = RHYTHM_SPAN_S) -> int:
     return int(round(span_s * frames_per_s))
 
 
-def _autocorrelation(envelope: np.ndarray, max_lag: int) -> np.ndarray:
-    """Unbiased normalised autocorrelation of a mean-removed envelope at lags 0..max_lag."""
-    centred = envelope - envelope.mean()
-    energy = float(np.dot(centred, centred)) + 1e-12
+def _weighted_autocorrelation(envelope: np.ndarray, weight: np.ndarray, max_lag: int) -> np.ndarray:
+    """Normalised autocorrelation at lags 0..max_lag, each product weighted by the later frame's weight.
+
+    Unbiased: each lag is divided by the weight of its overlap, so long lags are not shrunk.
+    """
+    mean = np.dot(weight, envelope) / weight.sum()
+    centred = envelope - mean
     n = len(centred)
-    spectrum = np.fft.rfft(centred, 2 * n)
-    full = np.fft.irfft(spectrum * np.conj(spectrum))[: max_lag + 1]
-    return full / energy * n / (n - np.arange(max_lag + 1))
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    products = np.fft.irfft(np.conj(np.fft.rfft(centred, size)) * np.fft.rfft(weight * centred, size), size)[: max_lag + 1]
+    overlap = np.cumsum(weight[::-1])[::-1][: max_lag + 1]  # sum of weight[k:]
+    variance = np.dot(weight, centred * centred) / weight.sum() + 1e-12
+    return products / np.maximum(overlap, 1e-12) / variance
 
 
-def describe_span(magnitudes: np.ndarray, frames_per_s: float, band_weights: np.ndarray) -> np.ndarray:
+def describe_span(magnitudes: np.ndarray, frames_per_s: float, band_weights: np.ndarray,
+                  memory_s: float = MEMORY_S) -> np.ndarray:
     """The descriptors of one span of linear filterbank magnitudes (n_frames, n_bands).
 
     ``band_weights`` (n_bands, 3) averages the bands into the whole, low and high onset envelopes.
-    Gain-invariant: the log floor follows the span's own level. Returns ``DESCRIPTOR_NAMES`` values.
+    Every statistic weights frames by ``exp(-age / memory_s)`` (age from the span's end): the whole
+    span shows the periodicity over several bars, while a change of music moves the descriptors
+    within a couple of seconds. Gain-invariant: the log floor follows the span's own level.
+    Returns ``DESCRIPTOR_NAMES`` values.
     """
     magnitudes = np.asarray(magnitudes, dtype=np.float32)
     power = np.einsum("ij,ij->i", magnitudes, magnitudes)
     log_mag = np.log10(magnitudes + np.float32(1e-3 * magnitudes.mean() + 1e-12))
     rise = np.maximum(log_mag[1:] - log_mag[:-1], 0.0)
     envelopes = (rise @ band_weights).astype(np.float64)
-    envelope, low_env, high_env = envelopes[:, 0], envelopes[:, 1], envelopes[:, 2]
-    n = len(envelope)
+    n = len(envelopes)
     min_lag, max_lag = int(round(MIN_LAG_S * frames_per_s)), int(round(MAX_LAG_S * frames_per_s))
     max_lag = min(max_lag, n // 2)
-    if n < 8 or max_lag <= min_lag or envelope.std() < 1e-9:
+    if n < 8 or max_lag <= min_lag or envelopes[:, 0].std() < 1e-12:
         return np.zeros(len(DESCRIPTOR_NAMES))
+    # Remove each envelope's 1 s moving average, so that a step in onset strength where the music
+    # changes does not pass for a periodicity.
+    window = max(1, min(int(round(frames_per_s)), n))
+    running = np.cumsum(np.r_[np.zeros((1, 3)), envelopes], axis=0)
+    lo = np.clip(np.arange(n) - window // 2, 0, n)
+    hi = np.clip(np.arange(n) + window // 2 + 1, 0, n)
+    detrended = envelopes - (running[hi] - running[lo]) / (hi - lo)[:, None]
+    envelope, low_env, high_env = detrended[:, 0], detrended[:, 1], detrended[:, 2]
+    weight = np.exp(-(n - 1 - np.arange(n)) / (memory_s * frames_per_s))
+    total = weight.sum()
     # Articulation: how deep the loudness dips between notes (fast envelope minus its 1 s mean), and
     # the share of frames more than 12 dB under the loudest of the 0.5 s around them (gaps).
-    energy_db = 10 * np.log10(power.astype(np.float64) + 1e-6 * power.mean() + 1e-20)
+    energy_db = 10 * np.log10(power[1:].astype(np.float64) + 1e-6 * power.mean() + 1e-20)
     second = max(1, int(round(frames_per_s)))
-    kernel = min(second, len(energy_db))
+    kernel = min(second, n)
     smooth_db = np.convolve(energy_db, np.ones(kernel) / kernel, mode="same")
-    edge = second // 2 if len(energy_db) > 2 * second else 0
-    depth_db = float(np.sqrt(np.mean((energy_db - smooth_db)[edge : len(energy_db) - edge] ** 2)))
+    edge = second // 2 if n > 2 * second else 0
+    inner = slice(edge, n - edge)
+    depth_db = float(np.sqrt(np.dot(weight[inner], (energy_db - smooth_db)[inner] ** 2) / weight[inner].sum()))
     half = max(1, second // 4)
     padded = np.concatenate([np.full(half, energy_db[0]), energy_db, np.full(half, energy_db[-1])])
     local_max = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).max(axis=1)
-    gaps = float(np.mean(energy_db < local_max - 12.0))
-    autocorr = _autocorrelation(envelope, n - 1)
+    gaps = float(np.dot(weight, energy_db < local_max - 12.0) / total)
+    autocorr = _weighted_autocorrelation(envelope, weight, n - 1)
     best = min_lag + int(np.argmax(autocorr[min_lag : max_lag + 1]))
     clarity = float(autocorr[best])
     # The period to sub-frame precision (parabola through the peak), then how long it persists:
@@ -91,15 +111,16 @@ def describe_span(magnitudes: np.ndarray, frames_per_s: float, band_weights: np.
     persistence = float(np.mean(multiples)) if multiples else clarity
     # Share of onset energy in the 3 of 16 beat-phase bins around the strongest phase.
     phase = ((np.arange(n) / period) % 1.0 * PHASE_BINS).astype(int)
-    by_phase = np.bincount(phase, weights=envelope, minlength=PHASE_BINS)
+    by_phase = np.bincount(phase, weights=weight * np.maximum(envelope, 0.0), minlength=PHASE_BINS)
     peak = int(np.argmax(by_phase))
     onbeat = float(by_phase[[(peak - 1) % PHASE_BINS, peak, (peak + 1) % PHASE_BINS]].sum() / (by_phase.sum() + 1e-12))
-    threshold = envelope.mean() + 0.5 * envelope.std()
-    peaks = (envelope[1:-1] > threshold) & (envelope[1:-1] >= envelope[:-2]) & (envelope[1:-1] > envelope[2:])
-    rate = float(peaks.sum() / (n / frames_per_s))
-    low_c, high_c = low_env - low_env.mean(), high_env - high_env.mean()
-    norm = np.sqrt(np.dot(low_c, low_c) * np.dot(high_c, high_c))
-    independence = 0.0 if norm < 1e-12 else 1.0 - float(np.dot(low_c, high_c) / norm)
+    spread = np.sqrt(np.dot(weight, envelope * envelope) / total)
+    peaks = (envelope[1:-1] > 0.5 * spread) & (envelope[1:-1] >= envelope[:-2]) & (envelope[1:-1] > envelope[2:])
+    rate = float(np.dot(weight[1:-1], peaks) / total * frames_per_s)
+    low_c = low_env - np.dot(weight, low_env) / total
+    high_c = high_env - np.dot(weight, high_env) / total
+    norm = np.sqrt(np.dot(weight, low_c * low_c) * np.dot(weight, high_c * high_c))
+    independence = 0.0 if norm < 1e-12 else 1.0 - float(np.dot(weight, low_c * high_c) / norm)
     return np.array([clarity, persistence, onbeat, rate, independence, depth_db, gaps])
 
 
