@@ -159,3 +159,10 @@ def test_attached_graph_computes_the_branch_and_the_explained_layer(branched_mod
     np.testing.assert_allclose(emotions, midlevel @ weight.T + bias, atol=1e-4)
     np.testing.assert_allclose(model.emotion_weights, weight)
     assert model.version == "test"
+
+
+def test_assembly_command_reports_a_missing_input_in_one_line(tmp_path, capsys):
+    code = rb.main(["--base", str(tmp_path / "none.onnx"), "--evaluation", str(tmp_path / "none.json"),
+                    "--model-out", str(tmp_path / "out.onnx"), "--evaluation-out", str(tmp_path / "out.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "none.json" in err

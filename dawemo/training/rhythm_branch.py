@@ -374,12 +374,13 @@ def assemble(args) -> int:
     branch = fit_branch(pairs, reference)
     clip_features = 1 / (1 + np.exp(-np.array([branch.logits(r).mean(axis=0) for r in reference])))
     columns = [C.MIDLEVEL_NAMES.index(q) for q in branch.qualities]
-    freed = sorted(set(report["branch"]["columns"]) | set(columns))  # the pair branch's and this one's
+    freed = sorted(set(report.get("branch", {}).get("columns", [])) | set(columns))  # the pair branch's and this one's
     evaluation = {"qualities": list(branch.qualities), "columns": columns, "branch": branch.metadata(args.span_s),
                   "pairs": {q: len(p) for q, p in pairs.items()},
                   "pair_accuracy": {q: pair_accuracy(branch, q, pairs[q]) for q in qualities}}
-    schemes = {"cv": kfold_splits(len(data.ids), report["cv"]["n_folds"], 0),
-               "album_grouped_cv": grouped_kfold_splits(data.albums, report["album_grouped_cv"]["n_folds"], 0)}
+    schemes = {"cv": kfold_splits(len(data.ids), report["cv"]["n_folds"], 0)}
+    if "album_grouped_cv" in report:
+        schemes["album_grouped_cv"] = grouped_kfold_splits(data.albums, report["album_grouped_cv"]["n_folds"], 0)
     for name, splits in schemes.items():
         scheme = report[name]
         features = np.array(scheme["out_of_fold_midlevel"])
