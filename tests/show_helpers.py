@@ -74,25 +74,47 @@ class OscReceiver:
 
 
 class SacnReceiver:
-    """The sacn package's receiver on 127.0.0.1:port; ``frames`` is [(arrival_s, universe, dmx tuple)]."""
+    """sACN frames on 127.0.0.1:port, parsed by the sacn package (``DataPacket.make_data_packet``);
+    ``frames`` is [(arrival_s, universe, dmx tuple)]. (sacn's own receiver calls back only when the
+    data changes, which would hide the frame rate.)"""
 
     def __init__(self, universe: int, port: int | None = None) -> None:
-        import sacn
-
-        self.port = port or free_udp_port()
+        self.universe = universe
         self.frames: list[tuple[float, int, tuple]] = []
-        self.receiver = sacn.sACNreceiver(bind_address="127.0.0.1", bind_port=self.port)
-        self.receiver.register_listener("universe", self._packet, universe=universe)
+        self.sequences: list[int] = []
+        self.terminated = False
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port or 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _packet(self, packet) -> None:
-        self.frames.append((time.monotonic(), packet.universe, packet.dmxData))
+    def _run(self) -> None:
+        from sacn.messages.data_packet import DataPacket
+
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(1024)
+            except socket.timeout:
+                continue
+            arrival = time.monotonic()
+            packet = DataPacket.make_data_packet(data)
+            if packet.universe == self.universe:
+                if packet.option_StreamTerminated:  # the sender's goodbye: not a frame of the stream
+                    self.terminated = True
+                    continue
+                self.sequences.append(packet.sequence)
+                self.frames.append((arrival, packet.universe, packet.dmxData))
 
     def __enter__(self) -> "SacnReceiver":
-        self.receiver.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.receiver.stop()
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
 
     def last(self) -> tuple | None:
         return self.frames[-1][2] if self.frames else None
@@ -110,6 +132,7 @@ class ArtnetReceiver:
         self.port = port or free_udp_port()
         self.frames: list[tuple[float, list]] = []
         self.server = StupidArtnetServer(port=self.port)
+        self.server.listeners = []  # a class attribute there: two servers would share their listeners
         self.server.register_listener(universe=universe, callback_function=self._frame)
         wait_until(lambda: getattr(self.server, "socket_server", None) is not None, 5, "the Art-Net server")
         time.sleep(0.05)  # bound right after socket_server is set
