@@ -8,7 +8,8 @@ python-osc. A lane's value goes as one argument, ``f`` (float32) or ``i`` (int32
 
 While the destination is unreachable (``dawemo.outputs.udp``) nothing queues up: due ticks are
 dropped, the newest value per address is kept, and every retry sends those values as one
-bundle, so a receiver that comes back resumes at the current values.
+bundle, so a receiver that comes back resumes at the current values; the same bundle, sent again
+after ``CONFIRM_S``, confirms the destination is back even when the lanes are still (hold).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from dawemo.faults import Health, HealthReport
-from dawemo.outputs.udp import RETRY_S, UdpLink
+from dawemo.outputs.udp import CONFIRM_S, RETRY_S, UdpLink
 
 MAX_QUEUED_TICKS = 4096  # a stuck sender thread drops the oldest rather than grow (~8 s of ticks at 500 Hz)
 
@@ -108,7 +109,8 @@ class OscSender:
             with self._wake:
                 now_s = time.monotonic()
                 if not self._stop and not (self._queue and self._queue[0][0] <= now_s):
-                    self._wake.wait(self._queue[0][0] - now_s if self._queue else RETRY_S)
+                    idle_s = RETRY_S if self.link.health.ok else CONFIRM_S  # retries and confirmations
+                    self._wake.wait(self._queue[0][0] - now_s if self._queue else idle_s)
                     now_s = time.monotonic()
                 if self._stop and not self._queue:
                     return
@@ -128,7 +130,7 @@ class OscSender:
                 if self.on_sent is not None:
                     self.on_sent(time.monotonic(), due_s, items)
         now_s = time.monotonic()
-        if self._latest and self.link.retry_due(now_s):
+        if self._latest and (self.link.retry_due(now_s) or self.link.confirm_due(now_s)):
             self._send_packets(list(self._latest.values()), now_s)  # the retry: the newest values
 
     def _send_packets(self, items: list, now_s: float) -> bool:

@@ -5,8 +5,9 @@ is *connected* to the destination so the kernel reports what it learns about it 
 on the receiving machine: "connection refused"; no route: "network unreachable") on a later
 send; such an error, a name that does not resolve or a send that raises makes the destination
 ``recovering`` (``dawemo.faults``) with a one-line message. The socket is then closed and opened
-again after ``RETRY_S``; the destination is ``ok`` again once sends have gone through for
-``CONFIRM_S`` without a new error (a refused port fails every other send, and must not flicker).
+again after ``RETRY_S``; the destination is ``ok`` again when a send succeeds on a socket open
+for ``CONFIRM_S`` (a refused datagram fails the next send: the first send on a new socket always
+succeeds, so it alone proves nothing, and the health must not flicker).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class UdpLink:
         self._socket: socket.socket | None = None
         self._retry_at_s = 0.0
         self._last_error_s = -math.inf
+        self._opened_s = -math.inf
+        self._last_send_s = -math.inf
 
     @property
     def health(self) -> Health:
@@ -71,6 +74,7 @@ class UdpLink:
             sock.close()
             raise
         self._socket = sock
+        self._opened_s = time.monotonic()
 
     def send(self, data: bytes, now_s: float | None = None) -> bool:
         """Send one datagram now; False if it did not go out (the reason is in ``health``)."""
@@ -83,6 +87,7 @@ class UdpLink:
             except OSError as error:
                 self._problem(error, now_s)
                 return False
+        self._last_send_s = now_s
         try:
             self._socket.send(data)
         except BlockingIOError:
@@ -92,7 +97,7 @@ class UdpLink:
             self._problem(error, now_s)
             return False
         self.sent_packets += 1
-        if not self.report.health.ok and now_s - self._last_error_s >= CONFIRM_S:
+        if not self.report.health.ok and min(now_s - self._last_error_s, now_s - self._opened_s) >= CONFIRM_S:
             self.report.ok()
         return True
 
@@ -104,6 +109,11 @@ class UdpLink:
     def retry_due(self, now_s: float) -> bool:
         """True when the link is down and its next try is due."""
         return self.waiting and now_s >= self._retry_at_s
+
+    def confirm_due(self, now_s: float) -> bool:
+        """True when the link is open but not yet confirmed ok, and a send would confirm it."""
+        return (self._socket is not None and not self.report.health.ok
+                and now_s - self._last_send_s >= CONFIRM_S and now_s - self._opened_s >= CONFIRM_S)
 
     def _problem(self, error: OSError, now_s: float) -> None:
         self.send_errors += 1
