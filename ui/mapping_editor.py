@@ -140,7 +140,9 @@ class MappingEditor(QWidget):
                 try:
                     preset = Preset(name=self.preset.name, lanes=lanes, description=self.preset.description,
                                     tick_hz=self.preset.tick_hz, hop_s=self.preset.hop_s,
-                                    interpolation=self.preset.interpolation)
+                                    interpolation=self.preset.interpolation,
+                                    destinations=self.preset.destinations, show_lanes=self.preset.show_lanes,
+                                    glide_s=self.preset.glide_s)  # OSC/DMX lanes: edited in the file
                 except PresetError as error:
                     index = getattr(error, "lane_index", None)
                     if index is not None:
