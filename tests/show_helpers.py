@@ -162,7 +162,9 @@ def frame_value(frame, channel: int, bits: int = 8) -> int:
 
 
 def olad_available() -> bool:
-    return shutil.which("olad") is not None and shutil.which("setpriv") is not None
+    import os
+
+    return shutil.which("olad") is not None and (os.geteuid() != 0 or shutil.which("setpriv") is not None)
 
 
 class Olad:
@@ -187,11 +189,13 @@ class Olad:
             if name in plugins:
                 lines.append("ip = 127.0.0.1")
             (self.config / f"ola-{name}.conf").write_text("\n".join(lines) + "\n")
-        os.chown(self.config, 65534, 65534)
-        for path in self.config.iterdir():
-            os.chown(path, 65534, 65534)
+        as_nobody = []
+        if os.geteuid() == 0:  # olad refuses to run as root
+            as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+            for path in [self.config, *self.config.iterdir()]:
+                os.chown(path, 65534, 65534)
         self.process = subprocess.Popen(
-            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "olad", "-c", str(self.config),
+            [*as_nobody, "olad", "-c", str(self.config),
              "-p", str(self.http_port), "-r", str(self.rpc_port), "-l", "2", "--no-register-with-dns-sd"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
