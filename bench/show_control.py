@@ -192,32 +192,52 @@ def send_jitter(duration_s: float) -> dict:
     return result
 
 
+RECEIVER = """
+import json, socket, sys, time, select
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+for sock in socks:
+    sock.bind(("127.0.0.1", 0))
+print(json.dumps([sock.getsockname()[1] for sock in socks]), flush=True)
+times = [[], []]
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    ready, _, _ = select.select(socks, [], [], 0.1)
+    for sock in ready:
+        sock.recv(4096)
+        times[socks.index(sock)].append(time.monotonic())
+print(json.dumps(times), flush=True)
+"""
+
+
 def delay(duration_s: float) -> dict:
-    now_rx, later_rx = UdpCounter(), UdpCounter()
-    # Consecutive ports are not guaranteed: point each destination at its receiver.
-    text = bench_preset(now_rx.port, 9, 9, delays=(0.0, 100.0)).replace(f"port = {now_rx.port + 1}",
-                                                                         f"port = {later_rx.port}")
+    """OSC to two destinations, 0 and 100 ms; arrivals timed by a receiver in its own process."""
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(duration_s + 2.0)], stdout=subprocess.PIPE,
+                                text=True)
+    now_port, later_port = json.loads(receiver.stdout.readline())
+    text = bench_preset(now_port, 9, 9, delays=(0.0, 100.0)).replace(f"port = {now_port + 1}\n",
+                                                                     f"port = {later_port}\n")
     preset = parse_preset(text, "bench.toml")
     errors_ms = []
     with ShowOutputs(preset) as outputs:
         for name in ("visuals0", "visuals1"):
             outputs.senders[name].on_sent = lambda sent_s, due_s, items: errors_ms.append(1000 * (sent_s - due_s))
         for name in ("artnet", "sacn"):
-            outputs.senders[name].close()  # nothing listens on port 9: only OSC here
+            outputs.senders[name].close()  # only OSC here
         Driver(preset, outputs).run(duration_s)
         time.sleep(0.3)
-    now_rx.close()
-    later_rx.close()
-    pairs = [1000 * (b - a) - 100.0 for a, b in zip(now_rx.times, later_rx.times)]
+    now_times, later_times = json.loads(receiver.communicate(timeout=30)[0])
+    pairs = [1000 * (b - a) - 100.0 for a, b in zip(now_times, later_times)]
     errors = np.abs(np.array(errors_ms))
     pairs_abs = np.abs(np.array(pairs))
+    within = float(np.mean(pairs_abs <= 2.0)) * 100
     return {"messages": len(errors_ms), "send_minus_due_ms_p50": round(float(np.percentile(errors, 50)), 3),
             "send_minus_due_ms_p99": round(float(np.percentile(errors, 99)), 3),
             "send_minus_due_ms_max": round(float(errors.max()), 3),
             "receive_gap_error_ms_p50": round(float(np.percentile(pairs_abs, 50)), 3),
             "receive_gap_error_ms_p99": round(float(np.percentile(pairs_abs, 99)), 3),
             "receive_gap_error_ms_max": round(float(pairs_abs.max()), 3),
-            "packets_now_later": [len(now_rx.times), len(later_rx.times)]}
+            "receive_gap_within_2ms_percent": round(within, 2),
+            "packets_now_later": [len(now_times), len(later_times)]}
 
 
 def accelerated(hours: float, folder: Path) -> dict:

@@ -395,3 +395,66 @@ def test_midi_lanes_follow_the_same_stage_controls():
     assert glide[0] < 30 and glide[-1] == 127 and glide == sorted(glide)
     mapper.stage.set_muted("energy")
     assert values(mapper.stage_events(5.0)) == [10]
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+@pytest.mark.slow
+def test_engine_stage_commands_reach_midi_osc_and_dmx_lanes(tmp_path):
+    """The live engine (real model, a file played in real time): one preset with a CC lane, an OSC
+    lane and a DMX lane; panic, release, hold and mute act on all three, and the destinations are
+    parts of the engine's fault watch."""
+    from conftest import chord_progression, write_audio
+    from dawemo import constants as C
+    from dawemo.emotion.model import EmotionModel
+    from dawemo.engine import EmotionEngine
+    from dawemo.inputs.sources import FileSource
+
+    clip = write_audio(tmp_path / "clip.wav", chord_progression(12.0, C.SAMPLE_RATE), C.SAMPLE_RATE)
+    with OscReceiver() as osc, SacnReceiver(4) as dmx:
+        preset = show_preset(osc_destination(osc.port) + dmx_destination("sacn", "127.0.0.1", dmx.port, 4), """
+[[lane]]
+name = "CC"
+source = "energy"
+cc = 20
+safe = 7
+attack_s = 0.05
+[[lane]]
+name = "OSC"
+source = "energy"
+osc = "/e"
+safe = 0.5
+attack_s = 0.05
+[[lane]]
+name = "DMX"
+source = "energy"
+dmx = 9
+safe = 99
+attack_s = 0.05
+""", glide_s=0.3)
+        cc = []
+        with FileSource(clip, realtime=True, loop=True) as source, ShowOutputs(preset) as show:
+            with EmotionEngine(source, EmotionModel(), 3.0, 0.5, preset=preset, show=show,
+                               on_events=cc.extend) as engine:
+                assert {"osc visuals", "sacn rig"} <= set(engine.parts())
+                wait_until(lambda: cc and osc.last("/e") is not None and dmx.last() and dmx.last()[8], 20,
+                           "values on all three")
+                engine.panic()
+                assert cc[-1].value == 7  # at once, from the command
+                wait_until(lambda: osc.last("/e") == 0.5 and dmx.last()[8] == 99, 1, "blackout on OSC and DMX")
+                assert engine.stats().stage == "BLACKOUT"
+                time.sleep(1.2)  # updates arrive; the blackout holds
+                assert cc[-1].value == 7 and osc.last("/e") == 0.5 and dmx.last()[8] == 99
+                engine.release()
+                wait_until(lambda: cc[-1].value != 7 and osc.last("/e") != 0.5 and dmx.last()[8] != 99, 3,
+                           "back to the music")
+                engine.hold()
+                time.sleep(0.1)
+                held = (len(cc), len(osc.messages), dmx.last()[8])
+                time.sleep(1.2)
+                assert (len(cc), len(osc.messages), dmx.last()[8]) == held
+                engine.release()
+                engine.set_muted("DMX")
+                wait_until(lambda: dmx.last()[8] == 99, 1, "DMX muted")
+                assert engine.stats().stage == "muted: DMX"

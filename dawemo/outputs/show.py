@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +33,7 @@ from dawemo import constants as C
 PROTOCOLS = ("osc", "artnet", "sacn")
 OSC_TYPES = ("float", "int")
 MAX_DELAY_MS = 5000.0
+SWITCH_INTERVAL_S = 0.001  # while show outputs run (see ShowOutputs.__enter__)
 DESTINATION_KEYS = ("protocol", "host", "port", "delay_ms", "bundle", "universe", "refresh_hz", "priority")
 # Lane keys that make a [[lane]] a show lane (rather than a MIDI CC lane).
 SHOW_TARGET_KEYS = ("to", "osc", "osc_type", "dmx", "dmx16")
@@ -420,6 +422,11 @@ class ShowOutputs:
         self.values_sent = 0
 
     def __enter__(self) -> "ShowOutputs":
+        # Python hands its lock (GIL) to a waiting thread every 5 ms by default: a sender waking at
+        # its due time could wait that long behind the analysis thread, which would spoil a
+        # delay accurate to 2 ms. 1 ms costs a few more thread switches; restored on exit.
+        self._switch_interval_s = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval_s, SWITCH_INTERVAL_S))
         entered = []
         try:
             for sender in self.senders.values():
@@ -437,6 +444,10 @@ class ShowOutputs:
     def close(self) -> None:
         for sender in self.senders.values():
             sender.close()
+        previous = getattr(self, "_switch_interval_s", None)
+        if previous is not None:
+            sys.setswitchinterval(previous)
+            self._switch_interval_s = None
 
     def parts(self) -> dict[str, object]:
         """Senders by label (``osc visuals``, ``artnet rig``) for the fault watch."""
