@@ -104,6 +104,8 @@ class EmotionEngine:
         if self.mapper is not None:
             self.mapper.stage = self.stage
         self.show = show
+        # MIDI's output delay (s): CC events go to the port (and the recording) this much later.
+        self.midi_delay_s = self.preset.midi_delay_ms / 1000.0 if self.preset is not None else 0.0
         self.show_mapper = (show.mapper(self.stage, hop_s=self.tracker.hop_s)
                             if show is not None and self.preset is not None else None)
         self.midi = midi
@@ -236,6 +238,9 @@ class EmotionEngine:
             self._deliver_show(show_events)
         if not events:
             return
+        if self.midi_delay_s:
+            delay_s = self.midi_delay_s
+            events = [dataclasses.replace(event, time_s=event.time_s + delay_s) for event in events]
         # Each output on its own: one that raises must not keep the events from the others.
         if self.midi is not None:
             try:

@@ -60,7 +60,7 @@ def test_stage_buttons_shortcuts_state_and_faults(qtbot, clip, tmp_path):
         window.show()
         try:
             assert window.stage.state_text == "STOPPED" and not window.stage.buttons["hold"].isEnabled()
-            assert set(window.stage.delay_boxes) == {"visuals", "nowhere"}
+            assert set(window.stage.delay_boxes) == {"midi", "visuals", "nowhere"}
             assert window.start_engine(), window.error_banner.text()
             qtbot.waitUntil(lambda: receiver.last("/e") is not None, timeout=20000)
             qtbot.waitUntil(lambda: window.stage.state_text == "FOLLOWING", timeout=2000)
@@ -84,6 +84,8 @@ def test_stage_buttons_shortcuts_state_and_faults(qtbot, clip, tmp_path):
             qtbot.waitUntil(lambda: window.stage.state_text == "FOLLOWING, 1 MUTED", timeout=2000)
             window.stage.delay_boxes["visuals"].setValue(120)
             assert window.controller.show.delays_s["visuals"] == pytest.approx(0.12)
+            window.stage.delay_boxes["midi"].setValue(30)
+            assert window.controller.engine.midi_delay_s == pytest.approx(0.03)
         finally:
             window.stop_engine()
     assert window.stage.state_text == "STOPPED"

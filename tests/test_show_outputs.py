@@ -458,3 +458,37 @@ attack_s = 0.05
                 engine.set_muted("DMX")
                 wait_until(lambda: dmx.last()[8] == 99, 1, "DMX muted")
                 assert engine.stats().stage == "muted: DMX"
+
+
+def test_midi_output_delay_shifts_cc_times(tmp_path):
+    """[stage] midi_delay_ms: the engine hands the MIDI port (which sends each event at its time_s)
+    the CC events that much later than the same tick's OSC values."""
+    from conftest import chord_progression, write_audio
+    from dawemo import constants as C
+    from dawemo.emotion.model import EmotionModel
+    from dawemo.engine import EmotionEngine
+    from dawemo.inputs.sources import FileSource
+
+    class Port:
+        def __init__(self):
+            self.events = []
+
+        def send(self, events):
+            self.events += events
+
+    clip = write_audio(tmp_path / "clip.wav", chord_progression(8.0, C.SAMPLE_RATE), C.SAMPLE_RATE)
+    with OscReceiver() as osc:
+        text = ("[stage]\nmidi_delay_ms = 250\n" + osc_destination(osc.port) +
+                '[[lane]]\nsource = "energy"\ncc = 20\n[[lane]]\nsource = "energy"\nosc = "/e"\n')
+        preset = parse_preset(text, "d.toml")
+        port, shown = Port(), []
+        with FileSource(clip, realtime=True) as source, ShowOutputs(preset) as show:
+            with EmotionEngine(source, EmotionModel(), 3.0, 0.5, preset=preset, midi=port, show=show,
+                               on_events=shown.extend) as engine:
+                original = engine.show_mapper._emit
+                ticks = []
+                engine.show_mapper._emit = lambda t, *rest: (ticks.append(t), original(t, *rest))
+                wait_until(lambda: port.events and ticks, 20, "CC and OSC")
+    first_cc = port.events[0].time_s
+    assert first_cc == pytest.approx(ticks[0] + 0.25, abs=1e-9)
+    assert shown[0].time_s == first_cc  # the recording and the app see the send time too

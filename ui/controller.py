@@ -173,8 +173,11 @@ class EngineController(QObject):
             self.engine.set_muted(lane_name, muted)
 
     def set_delay_ms(self, destination: str, delay_ms: float) -> None:
-        """A destination's output delay, from now on (values already queued keep theirs)."""
-        if self.show is not None and destination in self.show.delays_s:
+        """A destination's output delay ("midi": the MIDI port's), from now on (values already
+        queued keep theirs)."""
+        if destination == "midi" and self.engine is not None:
+            self.engine.midi_delay_s = delay_ms / 1000.0
+        elif self.show is not None and destination in self.show.delays_s:
             self.show.delays_s[destination] = delay_ms / 1000.0
 
     def current_faults(self) -> list[Fault]:

@@ -303,7 +303,9 @@ class MainWindow(QMainWindow):
 
     def _set_delay(self, destination: str, delay_ms: int) -> None:
         """A destination's delay: at once when running, and in the preset for the next start."""
-        if destination in self.mapping.preset.destinations:
+        if destination == "midi":
+            self.mapping.preset.midi_delay_ms = float(delay_ms)
+        elif destination in self.mapping.preset.destinations:
             self.mapping.preset.destinations[destination].delay_ms = float(delay_ms)
         self.controller.set_delay_ms(destination, delay_ms)
 

@@ -142,7 +142,7 @@ class MappingEditor(QWidget):
                                     tick_hz=self.preset.tick_hz, hop_s=self.preset.hop_s,
                                     interpolation=self.preset.interpolation,
                                     destinations=self.preset.destinations, show_lanes=self.preset.show_lanes,
-                                    glide_s=self.preset.glide_s)  # OSC/DMX lanes: edited in the file
+                                    glide_s=self.preset.glide_s, midi_delay_ms=self.preset.midi_delay_ms)  # OSC/DMX lanes: edited in the file
                 except PresetError as error:
                     index = getattr(error, "lane_index", None)
                     if index is not None:

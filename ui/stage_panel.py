@@ -91,14 +91,17 @@ class StagePanel(QWidget):
             self.mutes_row.addStretch(1)
         _clear(self.delays_row)
         self.delay_boxes = {}
-        for name, destination in preset.destinations.items():
+        delays = [("midi", "MIDI", preset.midi_delay_ms, "output delay of the MIDI port")]
+        delays += [(name, name, d.delay_ms, f"output delay of {d.protocol} '{name}' ({d.host}:{d.port})")
+                   for name, d in preset.destinations.items()]
+        for name, label, delay_ms, tip in delays:
             box = QSpinBox()
             box.setRange(0, 5000)
             box.setSuffix(" ms")
-            box.setValue(int(round(destination.delay_ms)))
-            box.setToolTip(f"output delay of {destination.protocol} '{name}' ({destination.host}:{destination.port})")
+            box.setValue(int(round(delay_ms)))
+            box.setToolTip(tip)
             box.valueChanged.connect(lambda value, name=name: self.delay.emit(name, value))
-            self.delays_row.addWidget(QLabel(f"{name} delay"))
+            self.delays_row.addWidget(QLabel(f"{label} delay"))
             self.delays_row.addWidget(box)
             self.delay_boxes[name] = box
 

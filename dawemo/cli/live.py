@@ -56,7 +56,8 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
                          help="JACK ports to play the processed machine sound to (e.g. 'system:playback_*')")
     show = parser.add_argument_group("show control (presets with OSC or DMX lanes; docs/show-control.md)")
     show.add_argument("--delay-ms", action="append", default=[], metavar="DEST=MS", type=_delay_arg,
-                      help="output delay of one destination, replacing the preset's (repeatable)")
+                      help="output delay of one destination, replacing the preset's (repeatable); "
+                           "DEST 'midi' delays the MIDI output")
     show.add_argument("--glide-s", type=float, metavar="S",
                       help="release/unmute glide back to the music (default: the preset's [stage] glide_s)")
     show.add_argument("--mute", action="append", default=[], metavar="LANE",
@@ -170,13 +171,17 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                     machine = stack.enter_context(JackMachine(chain, split(args.machine_input),
                                                               split(args.machine_output), args.hop_s,
                                                               midi_inputs=split(args.machine_midi_input)))
+                delays_ms = dict(args.delay_ms)
+                if "midi" in delays_ms:
+                    preset.midi_delay_ms = delays_ms.pop("midi")
                 show = None
                 if preset.show_lanes:
                     from dawemo.outputs.show import ShowOutputs
 
-                    show = stack.enter_context(ShowOutputs(preset, dict(args.delay_ms)))
-                elif args.delay_ms:
-                    raise ValueError(f"--delay-ms: preset '{preset.name}' has no OSC or DMX destinations")
+                    show = stack.enter_context(ShowOutputs(preset, delays_ms))
+                elif delays_ms:
+                    raise ValueError(f"--delay-ms: preset '{preset.name}' has no OSC or DMX destinations "
+                                     f"(midi=MS delays the MIDI output)")
                 recorder = None
                 if args.record or args.timeline:
                     recorder = stack.enter_context(AutomationRecorder(

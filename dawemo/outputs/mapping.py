@@ -325,6 +325,7 @@ class Preset:
     destinations: dict = field(default_factory=dict)
     show_lanes: list = field(default_factory=list)
     glide_s: float = 2.0
+    midi_delay_ms: float = 0.0  # the MIDI output's delay, like a destination's delay_ms
 
     def __post_init__(self) -> None:
         self.name = _need_string("name", self.name)
@@ -490,6 +491,7 @@ def parse_preset(text: str, label: str = "<preset>", path: Path | None = None) -
             raise _fail("stage", "must be a table: [stage]")
         _check_keys(stage, show.STAGE_KEYS, "[stage]")
         glide_s = show.check_glide(stage.get("glide_s", show.DEFAULT_GLIDE_S))
+        midi_delay_ms = show.check_delay_ms("midi_delay_ms", stage.get("midi_delay_ms", 0.0))
     except PresetError as exc:
         raise where.error("[stage]", exc, "stage", None) from None
 
@@ -526,7 +528,8 @@ def parse_preset(text: str, label: str = "<preset>", path: Path | None = None) -
         preset = Preset(name=name, lanes=lanes, description=header.get("description", ""),
                         tick_hz=header.get("tick_hz", DEFAULT_TICK_HZ), hop_s=header.get("hop_s", DEFAULT_HOP_S),
                         interpolation=header.get("interpolation", "linear"), path=path,
-                        destinations=destinations, show_lanes=show_lanes, glide_s=glide_s)
+                        destinations=destinations, show_lanes=show_lanes, glide_s=glide_s,
+                        midi_delay_ms=midi_delay_ms)
     except _ConflictError as exc:
         # Conflicts count MIDI lanes only: find the raw [[lane]] of MIDI lane exc.lane_index.
         raw_index = [i for i, raw in enumerate(raw_lanes) if not show.is_show_lane(raw)][exc.lane_index]
@@ -625,10 +628,9 @@ def dump_preset(preset: Preset) -> str:
             value = lane.channel + 1 if key == "channel" else getattr(lane, key)
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
-    if preset.destinations or preset.show_lanes:
-        from dawemo.outputs import show
+    from dawemo.outputs import show
 
-        lines += show.dump_show(preset, _toml_value)
+    lines += show.dump_show(preset, _toml_value)  # nothing for a MIDI-only preset with default stage keys
     return "\n".join(lines) + "\n"
 
 

@@ -42,7 +42,7 @@ SHOW_LANE_ALLOWED = ("name", "source", *SHOW_TARGET_KEYS, "in_min", "in_max", "o
                      "shape", "attack_s", "release_s", "deadband", "max_rate_hz", "safe")
 # [defaults] keys show lanes take (channel and deadband count MIDI channels and CC steps).
 SHOW_DEFAULTS = ("curve", "attack_s", "release_s", "max_rate_hz")
-STAGE_KEYS = ("glide_s",)
+STAGE_KEYS = ("glide_s", "midi_delay_ms")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -88,9 +88,7 @@ class Destination:
                 raise _fail("port", "missing: the UDP port the OSC receiver listens on (1-65535)")
             self.port = ARTNET_PORT if protocol == "artnet" else SACN_PORT
         self.port = _need_int("port", self.port, 1, 65535)
-        self.delay_ms = _need_number("delay_ms", self.delay_ms)
-        if not 0 <= self.delay_ms <= MAX_DELAY_MS:
-            raise _fail("delay_ms", f"must be 0-{MAX_DELAY_MS:g} ms, got {self.delay_ms:g}")
+        self.delay_ms = check_delay_ms("delay_ms", self.delay_ms)
         if not isinstance(self.bundle, bool):
             raise _fail("bundle", f"must be true or false, got {_type_name(self.bundle)} {self.bundle!r}")
         if protocol == "osc":
@@ -140,6 +138,9 @@ def parse_destinations(raw: object, where) -> dict[str, Destination]:
         try:
             if not isinstance(table, dict):
                 raise _fail(name, f"must be a table: {label}")
+            if name == "midi":
+                raise _fail(name, "'midi' names the MIDI output (its delay: [stage] midi_delay_ms); "
+                                  "choose another destination name")
             _check_keys(table, DESTINATION_KEYS, label)
             if "protocol" not in table:
                 raise _fail("protocol", f"missing: one of {', '.join(PROTOCOLS)}")
@@ -147,6 +148,13 @@ def parse_destinations(raw: object, where) -> dict[str, Destination]:
         except PresetError as exc:
             raise where.error(label, exc, f"destination.{name}", None) from None
     return out
+
+
+def check_delay_ms(key: str, delay_ms: object) -> float:
+    delay_ms = _need_number(key, delay_ms)
+    if not 0 <= delay_ms <= MAX_DELAY_MS:
+        raise _fail(key, f"must be 0-{MAX_DELAY_MS:g} ms, got {delay_ms:g}")
+    return delay_ms
 
 
 def check_glide(glide_s: object) -> float:
@@ -332,8 +340,9 @@ def check_show_conflicts(lanes: Sequence[ShowLane]) -> None:
 def dump_show(preset, toml_value) -> list[str]:
     """TOML lines for a preset's [stage], destinations and show lanes (``dump_preset``)."""
     lines = []
-    if preset.glide_s != DEFAULT_GLIDE_S:
-        lines += ["", "[stage]", f"glide_s = {toml_value(preset.glide_s)}"]
+    if preset.glide_s != DEFAULT_GLIDE_S or preset.midi_delay_ms:
+        lines += ["", "[stage]", f"glide_s = {toml_value(preset.glide_s)}",
+                  f"midi_delay_ms = {toml_value(preset.midi_delay_ms)}"]
     for name, d in preset.destinations.items():
         lines += ["", f"[destination.{name}]", f"protocol = {toml_value(d.protocol)}",
                   f"host = {toml_value(d.host)}", f"port = {d.port}", f"delay_ms = {toml_value(d.delay_ms)}"]
