@@ -228,3 +228,29 @@ class Olad:
         import json
 
         return json.loads(self.get(f"/get_dmx?u={universe}"))["dmx"]
+
+
+def udp_sockets(pid: int) -> list[tuple[str, str]]:
+    """(local "ip:port", remote "ip:port") of every IPv4 UDP socket process ``pid`` holds (Linux /proc).
+    A remote of 0.0.0.0:0 is a socket that takes datagrams from anyone: one that listens."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+
+    def address(text: str) -> str:
+        ip, port = text.split(":")
+        return f"{'.'.join(str(int(ip[i:i + 2], 16)) for i in (6, 4, 2, 0))}:{int(port, 16)}"
+
+    out = []
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            out.append((address(fields[1]), address(fields[2])))
+    return out

@@ -15,7 +15,7 @@ from conftest import chord_progression, write_audio
 from dawemo import constants as C
 from dawemo.outputs.mapping import PresetError, load_preset, parse_preset, save_preset
 from dawemo.outputs.recorder import AutomationRecorder, read_timeline
-from show_helpers import ArtnetReceiver, OscReceiver, frame_value, wait_until
+from show_helpers import ArtnetReceiver, OscReceiver, frame_value, udp_sockets, wait_until
 
 SHOW = """
 [preset]
@@ -87,6 +87,8 @@ def test_run_sends_obeys_stage_commands_records_and_replays(clip, tmp_path):
         try:
             wait_until(lambda: osc.last("/e") is not None and osc.last("/t") is not None, 20, "OSC values")
             wait_until(lambda: dmx.last() is not None and frame_value(dmx.last(), 10, 16) > 0, 5, "DMX values")
+            sockets = udp_sockets(process.pid)  # dawemo only sends: every socket connected to its destination
+            assert sorted(remote for _, remote in sockets) == sorted([f"127.0.0.1:{osc.port}", f"127.0.0.1:{dmx.port}"])
             process.stdin.write("panic\n")
             process.stdin.flush()
             wait_until(lambda: osc.last("/e") == 0.0 and osc.last("/t") == 42
@@ -208,3 +210,34 @@ def test_recorder_keeps_sent_values_beside_updates_and_faults(tmp_path, suffix):
         {"time_s": 0.5, "lane": "Energy, loud", "target": "osc://127.0.0.1:7000/e", "value": 0.625},
         {"time_s": 0.75, "event": "osc visuals: back"},
     ]
+
+
+def test_osc_control_is_off_by_default_and_binds_localhost_when_asked(clip, tmp_path):
+    """--osc-control PORT: /dawemo/panic and /dawemo/release from a show controller; nothing listens without it."""
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from show_helpers import free_udp_port
+
+    control_port = free_udp_port()
+    with OscReceiver() as osc:
+        preset = tmp_path / "show.toml"
+        preset.write_text(SHOW.format(osc_port=osc.port, dmx_port=free_udp_port()))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dawemo.cli.main", "run", "--file", str(clip), "--realtime", "--loop",
+             "--preset", str(preset), "--window-s", "3", "--hop-s", "0.5", "--osc-control", str(control_port)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: osc.last("/t") is not None, 20, "OSC values")
+            listening = [local for local, remote in udp_sockets(process.pid) if remote == "0.0.0.0:0"]
+            assert listening == [f"127.0.0.1:{control_port}"]  # only the control port, only on this machine
+            client = SimpleUDPClient("127.0.0.1", control_port)
+            client.send_message("/dawemo/panic", 1)
+            wait_until(lambda: osc.last("/t") == 42, 3, "blackout over OSC control")
+            client.send_message("/dawemo/panic", 0)  # a button's release: ignored
+            client.send_message("/dawemo/release", [])
+            wait_until(lambda: osc.last("/t") != 42, 3, "released over OSC control")
+        finally:
+            process.terminate()
+            _, err = process.communicate(timeout=10)
+    assert "stage commands over OSC on 127.0.0.1" in err and "BLACKOUT" in err and "RELEASE" in err
+    assert err.count("BLACKOUT") == 1

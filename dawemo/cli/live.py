@@ -64,6 +64,11 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
                       help="start with this lane muted (repeatable). While running: keys h hold, r release, "
                            "b blackout, 1-9 mute lane n on a terminal; lines 'hold', 'release', 'panic', "
                            "'mute NAME', 'unmute NAME' on piped standard input")
+    show.add_argument("--osc-control", type=int, metavar="PORT",
+                      help="also take stage commands as OSC (/dawemo/hold, /release, /panic, /mute NAME) on this "
+                           "UDP port; off unless given")
+    show.add_argument("--osc-control-host", default="127.0.0.1", metavar="HOST",
+                      help="address to listen on for --osc-control (default 127.0.0.1: this machine only)")
     parser.add_argument("--view-every-s", type=positive_seconds, default=1.0, help="live view refresh (default 1 s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live view")
 
@@ -203,6 +208,17 @@ def run_live(args: argparse.Namespace, print_error) -> int:
 
             stage_input = stack.enter_context(StageInput(
                 engine, lambda line: print(f"dawemo: {line}", file=sys.stderr, flush=True)))
+            if args.osc_control is not None:
+                from dawemo.inputs.osc_control import OscControl
+
+                try:
+                    control = stack.enter_context(OscControl(stage_input.command, args.osc_control,
+                                                             args.osc_control_host))
+                except OSError as error:
+                    print_error(str(error))
+                    return 2
+                if not args.quiet:
+                    print(f"dawemo: stage commands over OSC on {control.host}:{control.port}", file=sys.stderr)
             if not args.quiet:
                 where = f"MIDI -> {midi.port_name}" if midi is not None else "no MIDI output"
                 if show is not None:
