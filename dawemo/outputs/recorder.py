@@ -403,6 +403,8 @@ class AutomationRecorder:
             raise RuntimeError("AutomationRecorder is not entered")
         time_s = float(time_s)
         relative_s = round(time_s - self.start_time_s, 4)
+        if isinstance(value, float):
+            value = float(f"{value:.7g}")  # what an OSC float32 carries; a shorter line
         sent = {"lane": str(lane), "target": str(target), "value": value}
         with self._lock:
             if self.jsonl:
