@@ -14,7 +14,7 @@ from PyQt6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTab
 from dawemo.outputs.mapping import Lane, Preset, PresetError, load_preset, save_preset
 
 COLUMNS = ("name", "source", "channel", "cc", "cc14", "in_min", "in_max", "out_min", "out_max", "curve",
-           "attack_s", "release_s", "max_rate_hz", "value")
+           "attack_s", "release_s", "max_rate_hz", "safe", "value")  # safe: what blackout and mute send
 INTEGER_KEYS = ("channel", "cc", "cc14")
 TEXT_KEYS = ("name", "source", "curve")
 BAD = QColor("#f4b6b6")
