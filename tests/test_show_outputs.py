@@ -12,7 +12,7 @@ import time
 import pytest
 
 from dawemo.faults import OK, RECOVERING
-from dawemo.outputs.dmx import DmxSender, artdmx_packet, frame_interval_stats_ms
+from dawemo.outputs.dmx import artdmx_packet, frame_interval_stats_ms
 from dawemo.outputs.mapping import CcMapper, parse_preset
 from dawemo.outputs.show import ShowOutputs
 from dawemo.outputs.stage import StageControl
