@@ -84,6 +84,9 @@ def test_stage_buttons_shortcuts_state_and_faults(qtbot, clip, tmp_path):
             qtbot.waitUntil(lambda: window.stage.state_text == "FOLLOWING, 1 MUTED", timeout=2000)
             window.stage.delay_boxes["visuals"].setValue(120)
             assert window.controller.show.delays_s["visuals"] == pytest.approx(0.12)
+            window.tabs.setCurrentWidget(window.show_lanes)
+            qtbot.waitUntil(lambda: window.show_lanes.table.item(0, 2).text() == "0.250", timeout=2000)
+            assert window.show_lanes.table.item(1, 1).text().startswith("osc://127.0.0.1:")
             window.stage.delay_boxes["midi"].setValue(30)
             assert window.controller.engine.midi_delay_s == pytest.approx(0.03)
         finally:

@@ -28,7 +28,7 @@ from dawemo.ui.machine_panel import MachinePanel
 from dawemo.ui.mapping_editor import MappingEditor
 from dawemo.ui.settings import AppSettings
 from dawemo.ui.stage_panel import SHORTCUTS as STAGE_SHORTCUTS
-from dawemo.ui.stage_panel import StagePanel
+from dawemo.ui.stage_panel import ShowLanesView, StagePanel
 from dawemo.ui.widgets import (BANNER_COLOURS, EMOTION_COLOURS, MIDLEVEL_COLOURS, ExplanationView, FaultBanner,
                               MeterBank, TimelinePlot, part_label)
 
@@ -199,6 +199,9 @@ class MainWindow(QMainWindow):
 
         self.machine = MachinePanel(self.settings.chain)
         self.tabs.addTab(self.machine, "Machine sound")
+        self.show_lanes = ShowLanesView()
+        self.show_lanes.set_preset(preset)
+        self.tabs.addTab(self.show_lanes, "Show (OSC, DMX)")
 
         record = QWidget()
         form = QFormLayout(record)
@@ -311,6 +314,7 @@ class MainWindow(QMainWindow):
 
     def _preset_changed(self, preset) -> None:
         self.stage.set_preset(preset)
+        self.show_lanes.set_preset(preset)
         if self.controller.engine is not None:
             self.controller.engine.set_preset(preset)
 
@@ -389,6 +393,8 @@ class MainWindow(QMainWindow):
         if engine.mapper is not None:
             self.mapping.show_values(engine.mapper.mapped_values())
         self.stage.set_state(engine.stage.mode, engine.stage.muted)
+        if engine.show_mapper is not None:
+            self.show_lanes.show_values(engine.show_mapper.sent_values())
         if self.controller.record_started_s is not None:
             elapsed = time.monotonic() - self.controller.record_started_s
             self.record_time.setText(f"recording {int(elapsed // 60):02d}:{elapsed % 60:04.1f}")

@@ -144,3 +144,44 @@ def _clear(layout) -> None:
         item = layout.takeAt(0)
         if item.widget() is not None:
             item.widget().deleteLater()
+
+
+class ShowLanesView(QWidget):
+    """The preset's OSC and DMX lanes: name, target, what was last sent (read-only; edit the file)."""
+
+    def __init__(self) -> None:
+        from PyQt6.QtWidgets import QTableWidget
+
+        super().__init__()
+        layout = QVBoxLayout(self)
+        self.note = QLabel()
+        layout.addWidget(self.note)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["lane", "target", "value"])
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        layout.addWidget(self.table, 1)
+
+    def set_preset(self, preset) -> None:
+        from PyQt6.QtWidgets import QTableWidgetItem
+
+        lanes = list(preset.show_lanes)
+        self.note.setText(
+            f"{len(lanes)} OSC/DMX lanes to {len(preset.destinations)} destinations; edit them in the preset "
+            "file (docs/show-control.md)" if lanes else
+            "this preset sends MIDI only; presets with OSC or DMX lanes: osc-visuals, lights (docs/show-control.md)")
+        self.table.setRowCount(len(lanes))
+        for row, lane in enumerate(lanes):
+            for column, text in enumerate((lane.name, lane.target_url, "-")):
+                self.table.setItem(row, column, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def show_values(self, values: list) -> None:
+        """Each lane's last value (None: nothing sent yet), on the redraw timer."""
+        if not self.isVisible():
+            return
+        for row, value in enumerate(values[: self.table.rowCount()]):
+            text = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+            item = self.table.item(row, 2)
+            if item is not None and item.text() != text:
+                item.setText(text)

@@ -882,6 +882,10 @@ class LaneMapper:
             self._emit(now_s, index, output, mapped, events)
         return events
 
+    def sent_values(self) -> list:
+        """Each lane's last value sent (as sent: CC value, OSC number, DMX level; None before the first)."""
+        return [state.last_sent for state in self._states]
+
     def mapped_values(self) -> list[float | None]:
         """Each lane's current smoothed value in output units (None before its first update)."""
         return [lane.map_normalized(state.smoothed) if state.has_value else None
