@@ -30,7 +30,7 @@ import uuid
 from collections import deque
 
 from dawemo.faults import Health, HealthReport
-from dawemo.outputs.udp import UdpLink
+from dawemo.outputs.udp import UdpLink, use_realtime_scheduling
 
 ARTNET_PORT = 6454
 SACN_PORT = 5568
@@ -81,6 +81,7 @@ class DmxSender:
         self.link = UdpLink(host, port, self.report, what)
         self.frame = bytearray(DMX_CHANNELS)
         self.frames_sent = 0
+        self.realtime = False  # whether the frame clock got real-time scheduling
         self.frame_times_s: deque[float] = deque(maxlen=4096)  # send times of the latest frames (bench, tests)
         self._sequence = 0
         self._pending: deque[tuple[float, list[tuple[int, bytes]]]] = deque(maxlen=MAX_QUEUED_CHANGES)
@@ -144,6 +145,7 @@ class DmxSender:
         return bytes(self._sacn_packet.getBytes())
 
     def _run(self) -> None:
+        self.realtime = use_realtime_scheduling()
         period_s = 1.0 / self.refresh_hz
         next_s = time.monotonic()
         while not self._stop.is_set():

@@ -22,7 +22,7 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from dawemo.faults import Health, HealthReport
-from dawemo.outputs.udp import CONFIRM_S, RETRY_S, UdpLink
+from dawemo.outputs.udp import CONFIRM_S, RETRY_S, UdpLink, use_realtime_scheduling
 
 MAX_QUEUED_TICKS = 4096  # a stuck sender thread drops the oldest rather than grow (~8 s of ticks at 500 Hz)
 
@@ -62,6 +62,7 @@ class OscSender:
         self.report = HealthReport(where=f"{host}:{port}")
         self.link = UdpLink(host, port, self.report, f"OSC '{name}'")
         self.sent_ticks = 0
+        self.realtime = False  # whether the sender thread got real-time scheduling
         self._queue: deque[tuple[float, list]] = deque(maxlen=MAX_QUEUED_TICKS)
         self._latest: dict[str, tuple[str, float | int, str]] = {}
         self._wake = threading.Condition()
@@ -105,6 +106,7 @@ class OscSender:
         return len(self._queue)
 
     def _run(self) -> None:
+        self.realtime = use_realtime_scheduling()
         while True:
             with self._wake:
                 now_s = time.monotonic()
