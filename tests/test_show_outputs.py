@@ -496,3 +496,17 @@ def test_midi_output_delay_shifts_cc_times(tmp_path):
     first_cc = port.events[0].time_s
     assert first_cc == pytest.approx(ticks[0] + 0.25, abs=1e-9)
     assert shown[0].time_s == first_cc  # the recording and the app see the send time too
+
+
+def test_osc_packets_are_python_oscs_bytes():
+    """The per-tick fast path packs the same bytes as python-osc's message and bundle builders."""
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+
+    from dawemo.outputs.osc import osc_message, osc_packets
+
+    items = [("/dawemo/energy", 0.123456, "float"), ("/a", -3, "int"), ("/long/address/x", 1e6, "float")]
+    builder = OscBundleBuilder(IMMEDIATELY)
+    for item in items:
+        builder.add_content(osc_message(*item).build())
+    assert osc_packets(items, True) == [builder.build().dgram]
+    assert osc_packets(items, False) == [osc_message(*item).build().dgram for item in items]
