@@ -4,6 +4,9 @@
 
 Prints one JSON object with:
 
+Receive times are the kernel's arrival stamps (SO_TIMESTAMPNS), not when a receiver thread got
+to run. Sections:
+
 * ``live``: ``dawemo run`` on a looped music file in real time, in its own process, sending to
   receivers in this process over loopback: the engine process's CPU (user + system from /proc,
   % of one core, first 5 s left out), once with the show preset and once with the same run and no
@@ -26,6 +29,7 @@ import json
 import os
 import random
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -67,11 +71,25 @@ def bench_preset(osc_port: int, artnet_port: int, sacn_port: int, delays=(0.0,))
     return text
 
 
+SO_TIMESTAMPNS = 35  # Linux: the kernel stamps each datagram's arrival (CLOCK_REALTIME, ns)
+
+
+def kernel_time_s(ancillary) -> float:
+    """A datagram's arrival time from its SO_TIMESTAMPNS ancillary data."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return seconds + nanoseconds * 1e-9
+    return time.time()
+
+
 class UdpCounter:
-    """Receives on 127.0.0.1:port in a thread; keeps arrival times (and the first bytes)."""
+    """Receives on 127.0.0.1:port in a thread; keeps each datagram's arrival time as the kernel
+    stamped it (so a receiver thread that runs late on a busy machine does not count as jitter)."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
@@ -83,10 +101,10 @@ class UdpCounter:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.sock.recv(2048)
+                _, ancillary, _, _ = self.sock.recvmsg(2048, 64)
             except socket.timeout:
                 continue
-            self.times.append(time.monotonic())
+            self.times.append(kernel_time_s(ancillary))
 
     def close(self) -> None:
         self._stop.set()
@@ -192,9 +210,10 @@ def send_jitter(duration_s: float) -> dict:
 
 
 RECEIVER = """
-import json, socket, sys, time, select
+import json, socket, struct, sys, time, select
 socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
 for sock in socks:
+    sock.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS: arrival as the kernel saw it
     sock.bind(("127.0.0.1", 0))
 print(json.dumps([sock.getsockname()[1] for sock in socks]), flush=True)
 times = [[], []]
@@ -202,8 +221,9 @@ end = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < end:
     ready, _, _ = select.select(socks, [], [], 0.1)
     for sock in ready:
-        sock.recv(4096)
-        times[socks.index(sock)].append(time.monotonic())
+        _, anc, _, _ = sock.recvmsg(4096, 64)
+        seconds, nanoseconds = struct.unpack("qq", anc[0][2][:16])
+        times[socks.index(sock)].append(seconds + nanoseconds * 1e-9)
 print(json.dumps(times), flush=True)
 """
 
