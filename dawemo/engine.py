@@ -28,6 +28,7 @@ from dawemo import constants as C
 from dawemo import faults
 from dawemo.emotion.tracker import EmotionTracker, EmotionUpdate
 from dawemo.outputs.mapping import CcEvent, CcMapper, Preset, update_values
+from dawemo.outputs.stage import StageControl
 from dawemo.emotion.model import EmotionModel
 from dawemo.faults import Fault, Health, HealthReport, health_of
 from dawemo.inputs.sources import AudioSource, AudioSourceError
@@ -57,6 +58,8 @@ class EngineStats:
     midlevel: dict | None
     emotions: dict | None
     faults: list[Fault] = dataclasses.field(default_factory=list)  # parts not ok now, oldest first
+    stage: str = ""  # stage controls in force ("HOLD", "BLACKOUT", "muted: ..."); "" when following
+    show_values: int = 0  # values sent to OSC and DMX targets
 
 
 class EmotionEngine:
@@ -75,6 +78,11 @@ class EmotionEngine:
         on_fault: called from the watch thread with each ``Fault`` (a part's health changed).
         parts: more parts whose ``health`` to watch, by name (e.g. ``{"machine": jack_machine}``);
             the source, ``midi`` and ``recorder`` are watched as "input", "midi" and "recording".
+        show: an entered ``dawemo.outputs.show.ShowOutputs`` (OSC and DMX destinations of the
+            preset's show lanes), or None; each destination is watched as e.g. "osc visuals".
+
+    Stage controls (``hold``, ``release``, ``panic``, ``set_muted``) act on every lane, MIDI,
+    OSC and DMX alike, through ``stage`` (``dawemo.outputs.stage.StageControl``).
     """
 
     def __init__(self, source: AudioSource, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
@@ -82,7 +90,8 @@ class EmotionEngine:
                  clock: str = WALL_CLOCK,
                  on_update: Callable[[EmotionUpdate, dict], None] | None = None,
                  on_events: Callable[[list[CcEvent]], None] | None = None,
-                 on_fault: Callable[[Fault], None] | None = None, parts: dict | None = None) -> None:
+                 on_fault: Callable[[Fault], None] | None = None, parts: dict | None = None,
+                 show=None) -> None:
         if clock not in (WALL_CLOCK, STREAM_CLOCK):
             raise ValueError(f"clock must be {WALL_CLOCK!r} or {STREAM_CLOCK!r}, got {clock!r}")
         self.source = source
@@ -91,6 +100,14 @@ class EmotionEngine:
         # The mapper ramps between updates over exactly one hop of the tracker.
         self.preset = dataclasses.replace(preset, hop_s=self.tracker.hop_s) if preset is not None else None
         self.mapper = CcMapper(self.preset) if self.preset is not None else None
+        self.stage = StageControl(self.preset.glide_s if self.preset is not None else 2.0)
+        if self.mapper is not None:
+            self.mapper.stage = self.stage
+        self.show = show
+        # MIDI's output delay (s): CC events go to the port (and the recording) this much later.
+        self.midi_delay_s = self.preset.midi_delay_ms / 1000.0 if self.preset is not None else 0.0
+        self.show_mapper = (show.mapper(self.stage, hop_s=self.tracker.hop_s)
+                            if show is not None and self.preset is not None else None)
         self.midi = midi
         self.recorder = recorder
         self.clock = clock
@@ -191,7 +208,11 @@ class EmotionEngine:
                 self.mapper.push(now, values)
                 self._awaiting_arrival_s = arrival_s
                 events = self.mapper.tick(now) if self.clock == STREAM_CLOCK else []
-            self._deliver(events)
+                show_events = []
+                if self.show_mapper is not None:
+                    self.show_mapper.push(now, values)
+                    show_events = self.show_mapper.tick(now) if self.clock == STREAM_CLOCK else []
+            self._deliver(events, show_events)
         if self.on_update is not None:
             self.on_update(update, values)
 
@@ -206,12 +227,20 @@ class EmotionEngine:
             else:
                 next_s = time.monotonic()  # fell behind (machine busy): do not burst to catch up
             with self._lock:
-                events = self.mapper.tick(time.monotonic(), max_backlog_s=0.1)
-            self._deliver(events)
+                now_s = time.monotonic()
+                events = self.mapper.tick(now_s, max_backlog_s=0.1)
+                show_events = (self.show_mapper.tick(now_s, max_backlog_s=0.1)
+                               if self.show_mapper is not None else [])
+            self._deliver(events, show_events)
 
-    def _deliver(self, events: list[CcEvent]) -> None:
+    def _deliver(self, events: list[CcEvent], show_events: list = ()) -> None:
+        if show_events:
+            self._deliver_show(show_events)
         if not events:
             return
+        if self.midi_delay_s:
+            delay_s = self.midi_delay_s
+            events = [dataclasses.replace(event, time_s=event.time_s + delay_s) for event in events]
         # Each output on its own: one that raises must not keep the events from the others.
         if self.midi is not None:
             try:
@@ -230,6 +259,19 @@ class EmotionEngine:
             self._awaiting_arrival_s = None
         if self.on_events is not None:
             self.on_events(events)
+
+    def _deliver_show(self, events: list) -> None:
+        """Show events to their senders (queues only) and to the timeline."""
+        try:
+            self.show.send(events)
+        except Exception as error:
+            self._part_error("show", error)
+        with self._recorder_lock:
+            if self.recorder is not None and hasattr(self.recorder, "record_sent"):
+                try:
+                    self.show.record(self.recorder, events)
+                except Exception as error:
+                    self._part_error("recording", error)
 
     def _fail(self, message: str) -> None:
         self.last_error = message
@@ -255,6 +297,7 @@ class EmotionEngine:
     def parts(self) -> dict[str, object]:
         """The watched parts by name: input, midi, recording, the extra parts, analysis, cpu."""
         named = {"input": self.source, "midi": self.midi, "recording": self.recorder, **self.extra_parts,
+                 **(self.show.parts() if self.show is not None else {}),
                  "analysis": self.analysis_report, "cpu": self.cpu}
         return {name: part for name, part in named.items() if part is not None}
 
@@ -312,6 +355,37 @@ class EmotionEngine:
             events = self.mapper.learn_events(lane_index, time.monotonic())
         self.midi.send(events)
 
+    def hold(self) -> None:
+        """Freeze every lane (MIDI, OSC, DMX) at its current value."""
+        self._stage_command(self.stage.hold)
+
+    def release(self) -> None:
+        """Back to following the music from hold or panic, gliding over the preset's glide_s."""
+        self._stage_command(self.stage.release)
+
+    def panic(self) -> None:
+        """Every lane to its safe value at once (blackout), until ``release``."""
+        self._stage_command(self.stage.panic)
+
+    def set_muted(self, lane_name: str, muted: bool = True) -> None:
+        """Mute (safe value) or unmute (glide back) the lanes named ``lane_name``."""
+        self._stage_command(lambda: self.stage.set_muted(lane_name, muted))
+
+    def lane_names(self) -> list[str]:
+        """Names of every lane, MIDI then show lanes (what ``set_muted`` takes)."""
+        if self.preset is None:
+            return []
+        return list(dict.fromkeys([lane.name for lane in self.preset.lanes]
+                                  + [lane.name for lane in (self.show.lanes if self.show is not None else [])]))
+
+    def _stage_command(self, command) -> None:
+        with self._lock:
+            command()
+            now_s = time.monotonic()
+            events = self.mapper.stage_events(now_s) if self.mapper is not None else []
+            show_events = self.show_mapper.stage_events(now_s) if self.show_mapper is not None else []
+        self._deliver(events, show_events)
+
     def set_recorder(self, recorder):
         """Start recording into ``recorder`` (None stops) while running; returns the previous one.
 
@@ -332,6 +406,7 @@ class EmotionEngine:
         with self._lock:
             self.preset = preset
             self.mapper = CcMapper(preset)
+            self.mapper.stage = self.stage
             if self._last_update is not None:
                 self.mapper.push(self._now(self.stream_time_s), update_values(*self._last_update))
 
@@ -354,7 +429,8 @@ class EmotionEngine:
             latency_ms_p50=float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
             latency_ms_p99=float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
             level_dbfs=float(self.source.level_dbfs), cc_events=self.cc_events, last_error=self.last_error,
-            midlevel=midlevel, emotions=emotions, faults=self.current_faults())
+            midlevel=midlevel, emotions=emotions, faults=self.current_faults(), stage=self.stage.describe(),
+            show_values=self.show.values_sent if self.show is not None else 0)
 
     @property
     def stream_time_s(self) -> float:

@@ -7,6 +7,7 @@ SYSTEM_PACKAGES="fluidsynth fluid-soundfont-gm jackd2 libjack-jackd2-0 libasound
   libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 libxcb-cursor0
   libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0
   libxcb-image0 dpf-source g++"
+SYSTEM_PACKAGES="$SYSTEM_PACKAGES ola"  # olad (Art-Net, E1.31) receives the show-control tests' DMX
 missing=$(for p in $SYSTEM_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -412,10 +412,10 @@ def test_default_preset():
 
 @needs_toml
 def test_shipped_presets_load():
-    assert {"default", "lights"} <= set(mapping.shipped_presets())
+    assert {"default", "lights", "osc-visuals"} <= set(mapping.shipped_presets())
     for name in mapping.shipped_presets():
         preset = load_preset(name)
-        assert preset.lanes and parse_preset(dump_preset(preset)) == preset
+        assert (preset.lanes or preset.show_lanes) and parse_preset(dump_preset(preset)) == preset
 
 
 @needs_toml

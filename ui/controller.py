@@ -82,6 +82,7 @@ class EngineController(QObject):
         self.source = None
         self.machine = None
         self.recorder = None
+        self.show = None  # dawemo.outputs.show.ShowOutputs when the preset has OSC or DMX lanes
         self._stack: contextlib.ExitStack | None = None
         self.record_started_s: float | None = None
         self.recording_fault: Fault | None = None  # a recording that ended badly (no longer watched)
@@ -125,11 +126,16 @@ class EngineController(QObject):
                 self.machine = stack.enter_context(JackMachine(
                     config.chain, [] if instrument else ports, split(config.machine_output),
                     midi_inputs=ports if instrument else None))
+            if config.preset is not None and config.preset.show_lanes:
+                from dawemo.outputs.show import ShowOutputs
+
+                self.show = stack.enter_context(ShowOutputs(config.preset))
             # on_fault runs on the engine's watch thread: emitting queues the Fault to the GUI thread.
             self.engine = EmotionEngine(self.source, self.model, preset=config.preset, midi=self.midi,
                                         clock=WALL_CLOCK, on_update=self._on_update, on_events=self.cc_sent.emit,
                                         on_fault=self.fault.emit,
-                                        parts={"machine": self.machine} if self.machine is not None else None)
+                                        parts={"machine": self.machine} if self.machine is not None else None,
+                                        show=self.show)
             self.engine.start()
             stack.callback(self.engine.stop)
         except (AudioSourceError, MidiPortError, ModelError, OSError, ValueError, RuntimeError) as error:
@@ -153,7 +159,26 @@ class EngineController(QObject):
         self._clear()
 
     def _clear(self) -> None:
-        self.engine = self.midi = self.source = self.machine = None
+        self.engine = self.midi = self.source = self.machine = self.show = None
+
+    # -- stage controls -------------------------------------------------------------------------
+
+    def stage_command(self, name: str) -> None:
+        """"hold", "release" or "panic" on every lane; ignored when stopped."""
+        if self.engine is not None:
+            {"hold": self.engine.hold, "release": self.engine.release, "panic": self.engine.panic}[name]()
+
+    def set_muted(self, lane_name: str, muted: bool) -> None:
+        if self.engine is not None:
+            self.engine.set_muted(lane_name, muted)
+
+    def set_delay_ms(self, destination: str, delay_ms: float) -> None:
+        """A destination's output delay ("midi": the MIDI port's), from now on (values already
+        queued keep theirs)."""
+        if destination == "midi" and self.engine is not None:
+            self.engine.midi_delay_s = delay_ms / 1000.0
+        elif self.show is not None and destination in self.show.delays_s:
+            self.show.delays_s[destination] = delay_ms / 1000.0
 
     def current_faults(self) -> list[Fault]:
         """The parts not ok now (GUI thread; reads the parts' health, never waits).

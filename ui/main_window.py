@@ -27,6 +27,8 @@ from dawemo.ui.controller import EngineController, History, SessionConfig
 from dawemo.ui.machine_panel import MachinePanel
 from dawemo.ui.mapping_editor import MappingEditor
 from dawemo.ui.settings import AppSettings
+from dawemo.ui.stage_panel import SHORTCUTS as STAGE_SHORTCUTS
+from dawemo.ui.stage_panel import ShowLanesView, StagePanel
 from dawemo.ui.widgets import (BANNER_COLOURS, EMOTION_COLOURS, MIDLEVEL_COLOURS, ExplanationView, FaultBanner,
                               MeterBank, TimelinePlot, part_label)
 
@@ -93,6 +95,8 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.toggle_engine)
         QShortcut(QKeySequence("F5"), self, activated=self.toggle_engine)
         QShortcut(QKeySequence("Ctrl+R"), self, activated=self.toggle_recording)
+        for command, key in STAGE_SHORTCUTS.items():
+            QShortcut(QKeySequence(key), self, activated=lambda command=command: self.controller.stage_command(command))
         if self.errors:
             self.show_error("; ".join(self.errors))  # a broken preset and a broken model both show
 
@@ -133,6 +137,13 @@ class MainWindow(QMainWindow):
             controls.addWidget(widget)
         controls.addStretch(1)
         outer.addLayout(controls)
+        self.stage = StagePanel()  # hold / release / blackout, mutes, delays: readable from a distance
+        self.stage.set_preset(preset)
+        self.stage.set_running(False)
+        self.stage.command.connect(self.controller.stage_command)
+        self.stage.mute.connect(self.controller.set_muted)
+        self.stage.delay.connect(self._set_delay)
+        outer.addWidget(self.stage)
         self.error_banner = FaultBanner()  # current faults, worst first, then the latest message
         outer.addWidget(self.error_banner)
 
@@ -188,6 +199,9 @@ class MainWindow(QMainWindow):
 
         self.machine = MachinePanel(self.settings.chain)
         self.tabs.addTab(self.machine, "Machine sound")
+        self.show_lanes = ShowLanesView()
+        self.show_lanes.set_preset(preset)
+        self.tabs.addTab(self.show_lanes, "Show (OSC, DMX)")
 
         record = QWidget()
         form = QFormLayout(record)
@@ -256,6 +270,7 @@ class MainWindow(QMainWindow):
             return False
         self.clear_error()
         self.start_button.setText("Stop (Ctrl+Enter)")
+        self.stage.set_running(True)
         return True
 
     def stop_engine(self) -> None:
@@ -263,6 +278,7 @@ class MainWindow(QMainWindow):
             self.record_button.setChecked(False)
         recording = self.controller.recorder is not None
         self.controller.stop()
+        self.stage.set_running(False)
         self.start_button.setText("Start (Ctrl+Enter)")
         self.record_time.setText(self._recording_end_text() if recording else "not recording")
         self.status_engine.setText("stopped")
@@ -288,7 +304,17 @@ class MainWindow(QMainWindow):
     def _recording_end_text(self) -> str:
         return "recording saved" if self.controller.recording_fault is None else "recording incomplete (see above)"
 
+    def _set_delay(self, destination: str, delay_ms: int) -> None:
+        """A destination's delay: at once when running, and in the preset for the next start."""
+        if destination == "midi":
+            self.mapping.preset.midi_delay_ms = float(delay_ms)
+        elif destination in self.mapping.preset.destinations:
+            self.mapping.preset.destinations[destination].delay_ms = float(delay_ms)
+        self.controller.set_delay_ms(destination, delay_ms)
+
     def _preset_changed(self, preset) -> None:
+        self.stage.set_preset(preset)
+        self.show_lanes.set_preset(preset)
         if self.controller.engine is not None:
             self.controller.engine.set_preset(preset)
 
@@ -366,6 +392,9 @@ class MainWindow(QMainWindow):
             return
         if engine.mapper is not None:
             self.mapping.show_values(engine.mapper.mapped_values())
+        self.stage.set_state(engine.stage.mode, engine.stage.muted)
+        if engine.show_mapper is not None:
+            self.show_lanes.show_values(engine.show_mapper.sent_values())
         if self.controller.record_started_s is not None:
             elapsed = time.monotonic() - self.controller.record_started_s
             self.record_time.setText(f"recording {int(elapsed // 60):02d}:{elapsed % 60:04.1f}")

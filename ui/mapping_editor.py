@@ -14,7 +14,7 @@ from PyQt6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTab
 from dawemo.outputs.mapping import Lane, Preset, PresetError, load_preset, save_preset
 
 COLUMNS = ("name", "source", "channel", "cc", "cc14", "in_min", "in_max", "out_min", "out_max", "curve",
-           "attack_s", "release_s", "max_rate_hz", "value")
+           "attack_s", "release_s", "max_rate_hz", "safe", "value")  # safe: what blackout and mute send
 INTEGER_KEYS = ("channel", "cc", "cc14")
 TEXT_KEYS = ("name", "source", "curve")
 BAD = QColor("#f4b6b6")
@@ -140,7 +140,9 @@ class MappingEditor(QWidget):
                 try:
                     preset = Preset(name=self.preset.name, lanes=lanes, description=self.preset.description,
                                     tick_hz=self.preset.tick_hz, hop_s=self.preset.hop_s,
-                                    interpolation=self.preset.interpolation)
+                                    interpolation=self.preset.interpolation,
+                                    destinations=self.preset.destinations, show_lanes=self.preset.show_lanes,
+                                    glide_s=self.preset.glide_s, midi_delay_ms=self.preset.midi_delay_ms)  # OSC/DMX lanes: edited in the file
                 except PresetError as error:
                     index = getattr(error, "lane_index", None)
                     if index is not None:

@@ -54,8 +54,34 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
                          help="JACK MIDI ports that play the chain's instrument (chains that start with one)")
     machine.add_argument("--machine-output", metavar="PORTS",
                          help="JACK ports to play the processed machine sound to (e.g. 'system:playback_*')")
+    show = parser.add_argument_group("show control (presets with OSC or DMX lanes; docs/show-control.md)")
+    show.add_argument("--delay-ms", action="append", default=[], metavar="DEST=MS", type=_delay_arg,
+                      help="output delay of one destination, replacing the preset's (repeatable); "
+                           "DEST 'midi' delays the MIDI output")
+    show.add_argument("--glide-s", type=float, metavar="S",
+                      help="release/unmute glide back to the music (default: the preset's [stage] glide_s)")
+    show.add_argument("--mute", action="append", default=[], metavar="LANE",
+                      help="start with this lane muted (repeatable). While running: keys h hold, r release, "
+                           "b blackout, 1-9 mute lane n on a terminal; lines 'hold', 'release', 'panic', "
+                           "'mute NAME', 'unmute NAME' on piped standard input")
+    show.add_argument("--osc-control", type=int, metavar="PORT",
+                      help="also take stage commands as OSC (/dawemo/hold, /release, /panic, /mute NAME) on this "
+                           "UDP port; off unless given")
+    show.add_argument("--osc-control-host", default="127.0.0.1", metavar="HOST",
+                      help="address to listen on for --osc-control (default 127.0.0.1: this machine only)")
     parser.add_argument("--view-every-s", type=positive_seconds, default=1.0, help="live view refresh (default 1 s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live view")
+
+
+def _delay_arg(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        delay_ms = float(value)
+    except ValueError:
+        delay_ms = math.nan
+    if not sep or not name or not 0 <= delay_ms <= 5000:
+        raise argparse.ArgumentTypeError(f"expected DESTINATION=MS with MS 0-5000, got {text!r}")
+    return name, delay_ms
 
 
 def _open_source(args: argparse.Namespace):
@@ -76,8 +102,10 @@ def _view_line(stats, names: tuple[str, ...]) -> str:
         values = " ".join(f"{name[:5]} {stats.emotions[name]:.1f}" for name in names)
     latency = "" if math.isnan(stats.latency_ms_p50) else f" | lat {stats.latency_ms_p50:.0f}/{stats.latency_ms_p99:.0f} ms"
     faults = "".join(f" | {fault.part.upper()} {fault.health.state.upper()}" for fault in stats.faults)
+    stage = f" | {stats.stage}" if getattr(stats, "stage", "") else ""
     return (f"{stats.stream_time_s:7.1f}s | {values} | {stats.update_rate_hz:.1f} upd/s | "
-            f"drop {stats.dropped_frames} | cpu {stats.cpu_percent:.0f}%{latency} | {stats.level_dbfs:.0f} dBFS{faults}")
+            f"drop {stats.dropped_frames} | cpu {stats.cpu_percent:.0f}%{latency} | {stats.level_dbfs:.0f} dBFS"
+            f"{stage}{faults}")
 
 
 def run_live(args: argparse.Namespace, print_error) -> int:
@@ -106,6 +134,16 @@ def run_live(args: argparse.Namespace, print_error) -> int:
     except (PresetError, ModelError, FileNotFoundError) as error:
         print_error(str(error))
         return 2
+    if args.glide_s is not None:
+        if not (math.isfinite(args.glide_s) and 0 <= args.glide_s <= 60):
+            print_error(f"--glide-s must be 0-60 seconds, got {args.glide_s:g}")
+            return 2
+        preset.glide_s = args.glide_s
+    lane_names = [lane.name for lane in preset.lanes + preset.show_lanes]
+    for name in args.mute:
+        if name not in lane_names:
+            print_error(f"--mute {name!r}: no such lane in preset '{preset.name}' (lanes: {', '.join(lane_names)})")
+            return 2
     if chain is not None and chain.is_instrument and args.machine_input:
         print_error(f"chain '{chain.name}' starts with an instrument: play it with --machine-midi-input, not audio")
         return 2
@@ -138,6 +176,17 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                     machine = stack.enter_context(JackMachine(chain, split(args.machine_input),
                                                               split(args.machine_output), args.hop_s,
                                                               midi_inputs=split(args.machine_midi_input)))
+                delays_ms = dict(args.delay_ms)
+                if "midi" in delays_ms:
+                    preset.midi_delay_ms = delays_ms.pop("midi")
+                show = None
+                if preset.show_lanes:
+                    from dawemo.outputs.show import ShowOutputs
+
+                    show = stack.enter_context(ShowOutputs(preset, delays_ms))
+                elif delays_ms:
+                    raise ValueError(f"--delay-ms: preset '{preset.name}' has no OSC or DMX destinations "
+                                     f"(midi=MS delays the MIDI output)")
                 recorder = None
                 if args.record or args.timeline:
                     recorder = stack.enter_context(AutomationRecorder(
@@ -151,14 +200,39 @@ def run_live(args: argparse.Namespace, print_error) -> int:
             engine = stack.enter_context(EmotionEngine(source, model, args.window_s, args.hop_s, preset, midi,
                                                        recorder, clock=clock, on_update=on_update,
                                                        on_fault=_print_fault,
-                                                       parts={"machine": machine} if machine is not None else None))
+                                                       parts={"machine": machine} if machine is not None else None,
+                                                       show=show))
+            for name in args.mute:
+                engine.set_muted(name)
+            from dawemo.cli.stage_keys import KEY_HELP, StageInput
+
+            stage_input = stack.enter_context(StageInput(
+                engine, lambda line: print(f"dawemo: {line}", file=sys.stderr, flush=True)))
+            if args.osc_control is not None:
+                from dawemo.inputs.osc_control import OscControl
+
+                try:
+                    control = stack.enter_context(OscControl(stage_input.command, args.osc_control,
+                                                             args.osc_control_host))
+                except OSError as error:
+                    print_error(str(error))
+                    return 2
+                if not args.quiet:
+                    print(f"dawemo: stage commands over OSC on {control.host}:{control.port}", file=sys.stderr)
             if not args.quiet:
                 where = f"MIDI -> {midi.port_name}" if midi is not None else "no MIDI output"
+                if show is not None:
+                    where += ", " + ", ".join(f"{d.protocol} '{d.name}' {d.host}:{d.port}"
+                                              + (f" universe {d.universe}" if d.is_dmx else "")
+                                              + (f" +{show.delays_s[d.name] * 1000:g} ms" if show.delays_s[d.name] else "")
+                                              for d in preset.destinations.values() if d.name in show.senders)
                 if machine is not None:
                     where += f", machine sound '{chain.name}' on {', '.join(machine.port_names)}"
                 print(f"dawemo run: {source.name} -> {model.name} v{model.version} -> {where} "
                       f"(hop {engine.tracker.hop_s:.2f} s, window {engine.tracker.window_s:.1f} s); Ctrl-C stops",
                       file=sys.stderr)
+                if stage_input.keys:
+                    print(f"stage {KEY_HELP}: {stage_input.lane_list()}", file=sys.stderr)
             started = time.monotonic()
             next_view = started + args.view_every_s
             while not stop_requested:
@@ -185,8 +259,9 @@ def run_live(args: argparse.Namespace, print_error) -> int:
         if stop_requested:
             print(f"\ndawemo run: stopped ({stop_requested[0]})", file=sys.stderr)
         if not args.quiet:
+            show_count = f", {stats.show_values} OSC/DMX values" if preset.show_lanes else ""
             print(f"stopped after {stats.stream_time_s:.1f} s of audio: {stats.updates} updates, "
-                  f"{stats.cc_events} CC events, {stats.dropped_frames} dropped frames", file=sys.stderr)
+                  f"{stats.cc_events} CC events{show_count}, {stats.dropped_frames} dropped frames", file=sys.stderr)
         if stats.state == "error" and stats.last_error:
             print_error(stats.last_error)
             return 1

@@ -485,6 +485,18 @@ def run_run(args: argparse.Namespace) -> int:
     return run_live(args, print_error)
 
 
+def configure_replay(parser: argparse.ArgumentParser) -> None:
+    from dawemo.cli.replay import configure_replay as configure
+
+    configure(parser)
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from dawemo.cli.replay import run_replay as run
+
+    return run(args, print_error)
+
+
 def configure_learn(parser: argparse.ArgumentParser) -> None:
     from dawemo.cli.live import configure_learn as configure
 
@@ -532,6 +544,14 @@ COMMANDS: dict[str, Command] = {
                     "device, port, preset or model.",
         configure=configure_run,
         run=run_run,
+    ),
+    "replay": Command(
+        help="send a recorded show's OSC and DMX values to their targets again, at its own pace",
+        description="Replays the OSC and DMX values a timeline ('dawemo run --timeline') recorded, to the "
+                    "recorded targets (or --host). Exit status: 0 done or stopped, 2 unreadable timeline, "
+                    "nothing to replay or bad option.",
+        configure=configure_replay,
+        run=run_replay,
     ),
     "learn": Command(
         help="send one mapping lane alone, so a DAW's MIDI-learn can bind it",

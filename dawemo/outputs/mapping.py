@@ -57,11 +57,11 @@ _TIME_EPS_S = 1e-9  # float slack when comparing times built from different sums
 _IDLE_CHECK_S = 2.0  # a tick() backlog longer than this first checks whether it can skip idle ticks
 
 LANE_KEYS = ("name", "source", "channel", "cc", "cc14", "in_min", "in_max", "out_min", "out_max",
-             "curve", "shape", "attack_s", "release_s", "deadband", "max_rate_hz")
+             "curve", "shape", "attack_s", "release_s", "deadband", "max_rate_hz", "safe")
 # Keys a [defaults] table may set for every lane (the rest depend on the lane's source or CC kind).
 DEFAULTS_KEYS = ("channel", "curve", "attack_s", "release_s", "deadband", "max_rate_hz")
 PRESET_KEYS = ("format", "name", "description", "tick_hz", "hop_s", "interpolation")
-TOP_LEVEL_KEYS = ("preset", "defaults", "lane")
+TOP_LEVEL_KEYS = ("preset", "defaults", "lane", "stage", "destination")
 
 
 class PresetError(ValueError):
@@ -186,6 +186,17 @@ def check_curve(curve: object, shape: object) -> tuple[str, float | None]:
     return curve, shape
 
 
+def check_safe(safe: object, out_min: float, out_max: float) -> float | None:
+    """Validate a lane's safe value: None, or a number within its output range; raises PresetError."""
+    if safe is None:
+        return None
+    safe = _need_number("safe", safe)
+    low, high = min(out_min, out_max), max(out_min, out_max)
+    if not low <= safe <= high:
+        raise _fail("safe", f"must be within the lane's output range {low:g}-{high:g}, got {safe:g}")
+    return safe
+
+
 def check_smoothing(attack_s: object, release_s: object, max_rate_hz: object) -> tuple[float, float, float]:
     """Validate attack/release times (>= 0 s) and a rate limit (> 0 Hz); raises PresetError."""
     times = []
@@ -224,6 +235,7 @@ class Lane(RangeMapping):
     deadband: int = 1  # send only when the output moved at least this many steps (0 acts as 1)
     max_rate_hz: float = 30.0  # hard limit on value updates per second (a 14-bit pair counts once)
     name: str = ""  # track name for recording; "" -> the source name
+    safe: float | None = None  # value on panic and mute (output units); None: the lowest output
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or self.source not in SOURCES:
@@ -257,6 +269,12 @@ class Lane(RangeMapping):
         self.attack_s, self.release_s, self.max_rate_hz = check_smoothing(self.attack_s, self.release_s,
                                                                           self.max_rate_hz)
         self.deadband = _need_int("deadband", self.deadband, 0, full)
+        self.safe = check_safe(self.safe, self.out_min, self.out_max)
+
+    @property
+    def safe_value(self) -> float:
+        """The value panic and mute send: ``safe``, else the lowest output value."""
+        return min(self.out_min, self.out_max) if self.safe is None else self.safe
 
     @property
     def bits(self) -> int:
@@ -302,6 +320,12 @@ class Preset:
     hop_s: float = DEFAULT_HOP_S  # ramp length after each update: set it to the model's hop
     interpolation: str = "linear"  # "linear": ramp over hop_s; "none": step at each update
     path: Path | None = field(default=None, compare=False)  # where it was loaded from, if anywhere
+    # Show control (dawemo.outputs.show): OSC and DMX destinations by name, the lanes that go to
+    # them, and the glide after release/unmute (dawemo.outputs.stage).
+    destinations: dict = field(default_factory=dict)
+    show_lanes: list = field(default_factory=list)
+    glide_s: float = 2.0
+    midi_delay_ms: float = 0.0  # the MIDI output's delay, like a destination's delay_ms
 
     def __post_init__(self) -> None:
         self.name = _need_string("name", self.name)
@@ -316,7 +340,7 @@ class Preset:
         if interpolation not in INTERPOLATIONS:
             raise _fail("interpolation", f"unknown interpolation {interpolation!r}; one of: "
                                          f"{', '.join(INTERPOLATIONS)}")
-        if not self.lanes:
+        if not self.lanes and not self.show_lanes:
             raise _fail("lane", "a preset needs at least one [[lane]]")
         self.lanes = list(self.lanes)
         _check_conflicts(self.lanes)
@@ -434,6 +458,8 @@ def parse_preset(text: str, label: str = "<preset>", path: Path | None = None) -
     except PresetError as exc:
         raise where.error("", exc, None, None) from None
 
+    from dawemo.outputs import show  # show control builds on this module
+
     header = data.get("preset", {})
     defaults = data.get("defaults", {})
     raw_lanes = data.get("lane", [])
@@ -458,11 +484,29 @@ def parse_preset(text: str, label: str = "<preset>", path: Path | None = None) -
     except PresetError as exc:
         raise where.error("[defaults]", exc, "defaults", None) from None
 
+    destinations = show.parse_destinations(data.get("destination", {}), where)
+    stage = data.get("stage", {})
+    try:
+        if not isinstance(stage, dict):
+            raise _fail("stage", "must be a table: [stage]")
+        _check_keys(stage, show.STAGE_KEYS, "[stage]")
+        glide_s = show.check_glide(stage.get("glide_s", show.DEFAULT_GLIDE_S))
+        midi_delay_ms = show.check_delay_ms("midi_delay_ms", stage.get("midi_delay_ms", 0.0))
+    except PresetError as exc:
+        raise where.error("[stage]", exc, "stage", None) from None
+
     lanes = []
+    show_lanes = []
     for index, raw in enumerate(raw_lanes):
         values = {**defaults, **raw}
+        if show.is_show_lane(raw):
+            try:
+                show_lanes.append(show.make_show_lane(raw, defaults, destinations))
+            except PresetError as exc:
+                raise where.error(_raw_label(index, raw), exc, "lane", index) from None
+            continue
         try:
-            _check_keys(raw, LANE_KEYS, "[[lane]]")
+            _check_keys(raw, LANE_KEYS + show.SHOW_LANE_KEYS, "[[lane]]")
             if "source" not in raw:
                 raise _fail("source", f"missing: the model output to follow, one of: {', '.join(SOURCES)}")
             if "name" in values and not isinstance(values["name"], str):
@@ -481,16 +525,26 @@ def parse_preset(text: str, label: str = "<preset>", path: Path | None = None) -
 
     name = header.get("name", Path(label).stem if path is not None else "untitled")
     try:
-        return Preset(name=name, lanes=lanes, description=header.get("description", ""),
-                      tick_hz=header.get("tick_hz", DEFAULT_TICK_HZ), hop_s=header.get("hop_s", DEFAULT_HOP_S),
-                      interpolation=header.get("interpolation", "linear"), path=path)
+        preset = Preset(name=name, lanes=lanes, description=header.get("description", ""),
+                        tick_hz=header.get("tick_hz", DEFAULT_TICK_HZ), hop_s=header.get("hop_s", DEFAULT_HOP_S),
+                        interpolation=header.get("interpolation", "linear"), path=path,
+                        destinations=destinations, show_lanes=show_lanes, glide_s=glide_s,
+                        midi_delay_ms=midi_delay_ms)
     except _ConflictError as exc:
+        # Conflicts count MIDI lanes only: find the raw [[lane]] of MIDI lane exc.lane_index.
+        raw_index = [i for i, raw in enumerate(raw_lanes) if not show.is_show_lane(raw)][exc.lane_index]
         lane = lanes[exc.lane_index]
-        raise where.error(_lane_label(exc.lane_index, lane.name), exc, "lane", exc.lane_index) from None
+        raise where.error(_lane_label(raw_index, lane.name), exc, "lane", raw_index) from None
     except PresetError as exc:
         if exc.key == "lane":
             raise where.error("", exc, None, None) from None
         raise where.error("[preset]", exc, "preset", None) from None
+    try:
+        show.check_show_conflicts(show_lanes)
+    except show.ShowConflict as exc:
+        raw_index = [i for i, raw in enumerate(raw_lanes) if show.is_show_lane(raw)][exc.lane_index]
+        raise where.error(_lane_label(raw_index, show_lanes[exc.lane_index].name), exc, "lane", raw_index) from None
+    return preset
 
 
 def shipped_names(package: str) -> list[str]:
@@ -574,6 +628,9 @@ def dump_preset(preset: Preset) -> str:
             value = lane.channel + 1 if key == "channel" else getattr(lane, key)
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
+    from dawemo.outputs import show
+
+    lines += show.dump_show(preset, _toml_value)  # nothing for a MIDI-only preset with default stage keys
     return "\n".join(lines) + "\n"
 
 
@@ -649,8 +706,14 @@ class LaneMapper:
     thread-safe: call from one thread.
 
     Lanes need ``source``, ``normalize``, ``map_normalized``, ``in_min``/``in_max``, ``attack_s``,
-    ``release_s`` and ``max_rate_hz``.
+    ``release_s``, ``max_rate_hz``, ``name`` and ``safe_value``.
+
+    ``stage`` (a ``dawemo.outputs.stage.StageControl``, None for none) applies hold, release with
+    a glide, panic and mute to the mapped values before send-on-change; ``stage_events`` sends
+    what a stage command changed at once, past the rate limit.
     """
+
+    stage = None
 
     def __init__(self, lanes: Sequence, tick_hz: float, hop_s: float, interpolation: str = "linear") -> None:
         self.lanes = list(lanes)
@@ -683,6 +746,9 @@ class LaneMapper:
         self._origin_s: float | None = None
         self._next_tick = 0
         self._last_tick_s = -math.inf
+        from dawemo.outputs.stage import LaneStage
+
+        self._lane_stage = LaneStage(len(self.lanes))
 
     def push(self, update_time_s: float, values: Mapping[str, float]) -> None:
         """A model update at ``update_time_s``: {source name: value}; missing or non-finite sources hold.
@@ -725,6 +791,8 @@ class LaneMapper:
 
     def _idle(self, tick_s: float) -> bool:
         """True when ticks from ``tick_s`` on change nothing and send nothing until the next push."""
+        if self.stage is not None and not self._lane_stage.quiet(self.stage, tick_s):
+            return False
         for index, state in enumerate(self._states):
             if not state.has_value:
                 continue
@@ -767,6 +835,7 @@ class LaneMapper:
         return state.ramp_from + (state.ramp_to - state.ramp_from) * fraction
 
     def _step(self, tick_s: float, emit: bool, events: list[CcEvent]) -> None:
+        snapshot = self.stage.snapshot() if self.stage is not None else None
         for index, state in enumerate(self._states):
             if not state.has_value:
                 continue
@@ -780,6 +849,10 @@ class LaneMapper:
             if not emit:
                 continue
             mapped = self.lanes[index].map_normalized(state.smoothed)
+            if snapshot is not None:
+                lane = self.lanes[index]
+                mapped = self._lane_stage.value(self.stage, snapshot, index, lane.name, mapped, lane.safe_value,
+                                                tick_s)
             output = self._output(index, mapped)
             if state.last_sent is not None and self._unchanged(index, output, state.last_sent):
                 continue  # send on change only (CC lanes: changes of at least the deadband)
@@ -787,6 +860,31 @@ class LaneMapper:
                 continue  # rate limit: the change stays pending and goes out at the next allowed tick
             state.last_sent, state.last_send_s = output, tick_s
             self._emit(tick_s, index, output, mapped, events)
+
+    def stage_events(self, now_s: float) -> list:
+        """After a stage command: each lane whose value it changed, sent now (past the rate limit).
+
+        Lanes that have no music value yet send their safe value on panic or mute.
+        """
+        if self.stage is None:
+            return []
+        snapshot = self.stage.snapshot()
+        events: list = []
+        for index, (lane, state) in enumerate(zip(self.lanes, self._states)):
+            music = lane.map_normalized(state.smoothed) if state.has_value else None
+            mapped = self._lane_stage.value(self.stage, snapshot, index, lane.name, music, lane.safe_value, now_s)
+            if mapped is None:
+                continue
+            output = self._output(index, mapped)
+            if state.last_sent is not None and self._unchanged(index, output, state.last_sent):
+                continue
+            state.last_sent, state.last_send_s = output, now_s
+            self._emit(now_s, index, output, mapped, events)
+        return events
+
+    def sent_values(self) -> list:
+        """Each lane's last value sent (as sent: CC value, OSC number, DMX level; None before the first)."""
+        return [state.last_sent for state in self._states]
 
     def mapped_values(self) -> list[float | None]:
         """Each lane's current smoothed value in output units (None before its first update)."""

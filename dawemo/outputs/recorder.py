@@ -46,6 +46,11 @@ Timeline event rows (``record_fault``) mark faults and recoveries. In CSV, an ev
 header does not name (ordinary rows and the header are unchanged; ``csv.DictReader`` puts the
 text under the key None). In JSON Lines it is ``{"time_s": ..., "event": "..."}``.
 ``read_timeline`` returns both kinds as ``{"time_s": float, "event": str}``.
+
+Sent rows (``record_sent``) keep every value sent to an OSC or DMX target (show control): in JSON
+Lines ``{"time_s": ..., "lane": "Dimmer", "target": "artnet://10.0.0.5:6454/0/1", "value": 200}``;
+in CSV an event row whose text is ``sent `` and that same object as JSON. ``read_timeline``
+returns both as ``{"time_s", "lane", "target", "value"}``; ``dawemo replay`` sends them again.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ LOW_SPACE_BYTES = 64 * 1024  # free space below which the recorder warns (degrad
 END_OF_TRACK = b"\x00\xff\x2f\x00"
 # Faults of the disk rather than of the request: at __enter__ these start the recorder recovering
 # instead of raising (other errors there, e.g. permission denied, are usage errors and raise).
+SENT_PREFIX = "sent "  # CSV: an event row with this text prefix is a sent row (record_sent)
 DISK_FAULT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
 
 
@@ -386,6 +392,28 @@ class AutomationRecorder:
                 self._early_events.append((relative_s, text))
             else:
                 self._pending_rows.append(_csv_event_line(relative_s, len(self.columns), text))
+            self._note_time(time_s)
+
+    def record_sent(self, time_s: float, lane: str, target: str, value: float | int) -> None:
+        """Record one value sent to a show target (``time_s`` on the ``record_update`` clock, when it
+        went out); format in the module docstring. No-op without a timeline."""
+        if self.timeline_path is None:
+            return
+        if self.start_time_s is None:
+            raise RuntimeError("AutomationRecorder is not entered")
+        time_s = float(time_s)
+        relative_s = round(time_s - self.start_time_s, 4)
+        if isinstance(value, float):
+            value = float(f"{value:.7g}")  # what an OSC float32 carries; a shorter line
+        sent = {"lane": str(lane), "target": str(target), "value": value}
+        with self._lock:
+            if self.jsonl:
+                self._pending_rows.append(json.dumps({"time_s": relative_s, **sent}) + "\n")
+            elif self.columns is None:
+                self._early_events.append((relative_s, SENT_PREFIX + json.dumps(sent)))
+            else:
+                self._pending_rows.append(_csv_event_line(relative_s, len(self.columns),
+                                                          SENT_PREFIX + json.dumps(sent)))
             self._note_time(time_s)
 
     def flush(self) -> None:
@@ -796,7 +824,7 @@ def read_timeline(path: str | Path) -> list[dict]:
 
     Ordinary rows are dicts of floats (None for empty cells): ``{"time_s": 0.5, "valence": 6.25, ...}``.
     Event rows (``AutomationRecorder.record_fault``) are ``{"time_s": 12.5, "event": "recording: back"}``;
-    tell them apart with ``"event" in row``. A last line without its newline (the write a kill
+    tell them apart with ``"event" in row``. Sent rows (``record_sent``) have ``"target" in row``. A last line without its newline (the write a kill
     interrupted) is dropped.
     """
     text = Path(path).read_text(encoding="utf-8")
@@ -813,5 +841,8 @@ def read_timeline(path: str | Path) -> list[dict]:
         if len(row) == len(header):
             out.append({name: (float(cell) if cell else None) for name, cell in zip(header, row)})
         elif len(row) == len(header) + 1 and row[0] and not any(row[1:-1]):
-            out.append({"time_s": float(row[0]), "event": row[-1]})
+            if row[-1].startswith(SENT_PREFIX + "{"):
+                out.append({"time_s": float(row[0]), **json.loads(row[-1][len(SENT_PREFIX):])})
+            else:
+                out.append({"time_s": float(row[0]), "event": row[-1]})
     return out
