@@ -90,7 +90,7 @@ class BridgeSource(AudioSource):
             return
         self._opened = True
         if not self._try_attach(force=True):
-            if not self.wait:
+            if not self.wait or self.report.health.state == faults.FAILED:  # e.g. ambiguous name
                 self._opened = False
                 raise AudioSourceError(self.report.health.message)
         if self.sample_rate == 0:
@@ -115,6 +115,21 @@ class BridgeSource(AudioSource):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(_POLL_S)
+
+    def wait_for_transport(self, timeout_s: float = 2.0) -> Transport | None:
+        """The host's transport of the newest block, waiting up to ``timeout_s`` for a bridge and a
+        block (without consuming audio); None when none came."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.segment is None or self.segment.closed:
+                self._try_attach()
+            if self.segment is not None:
+                transport = self.segment.latest_transport()
+                if transport is not None and transport.epoch == self.segment.u64("epoch"):
+                    return transport
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
 
     # -- attaching ------------------------------------------------------------------------------
 

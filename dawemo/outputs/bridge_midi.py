@@ -200,3 +200,33 @@ def _as_bytes(item) -> list[int]:
     if not (0 <= channel <= 15 and 0 <= control <= 127 and 0 <= value <= 127):
         raise ValueError(f"CC event out of range (channel 0-15, control and value 0-127): {item!r}")
     return [0xB0 | channel, control, value]
+
+
+class MidiFanout:
+    """The same events to several outputs (a bridge and a MIDI port); one failing keeps the others
+    going. Health: the worst of its outputs'."""
+
+    _ORDER = (faults.OK, faults.DEGRADED, faults.RECOVERING, faults.FAILED)
+
+    def __init__(self, outputs: list) -> None:
+        self.outputs = list(outputs)
+
+    @property
+    def port_name(self) -> str:
+        return " + ".join(str(output.port_name) for output in self.outputs)
+
+    @property
+    def health(self) -> Health:
+        healths = [faults.health_of(output) for output in self.outputs]
+        return max(healths, key=lambda health: self._ORDER.index(health.state)) if healths else Health()
+
+    def send(self, messages: Iterable) -> None:
+        messages = list(messages)
+        errors = []
+        for output in self.outputs:
+            try:
+                output.send(messages)
+            except Exception as error:  # noqa: BLE001 - each output on its own
+                errors.append(error)
+        if errors:
+            raise errors[0]
