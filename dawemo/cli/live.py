@@ -218,17 +218,13 @@ def run_live(args: argparse.Namespace, print_error) -> int:
 
 
 def _bridge_timeline(source, default_bpm: float) -> dict:
-    """Recorder timing that puts the file on the DAW's timeline: the host's tempo and time
-    signature, and time 0 at the song's start (so the first event lands at the host's position)."""
-    transport = source.wait_for_transport(2.0)
-    if transport is None:
+    """Recorder timing on the DAW's timeline (the host's tempo, time signature, song position)."""
+    timing = source.recorder_timing(default_bpm)
+    if timing is None:
         print("dawemo run: no bridge block yet: the recording starts now at --tempo-bpm, not on the DAW timeline",
               file=sys.stderr)
         return {"tempo_bpm": default_bpm, "start_time_s": None}
-    timing = {"tempo_bpm": transport.quarter_bpm or default_bpm, "start_time_s": transport.song_zero_monotonic_s()}
-    if transport.bbt_valid and transport.beats_per_bar >= 1 and transport.beat_type in (1, 2, 4, 8, 16, 32):
-        timing["time_signature"] = (int(round(transport.beats_per_bar)), int(transport.beat_type))
-    print(f"dawemo run: recording on the DAW timeline from {transport.position_s:.3f} s "
+    print(f"dawemo run: recording on the DAW timeline from {timing.pop('position_s'):.3f} s "
           f"at {timing['tempo_bpm']:g} BPM", file=sys.stderr)
     return timing
 

@@ -131,6 +131,19 @@ class BridgeSource(AudioSource):
                 return None
             time.sleep(0.01)
 
+    def recorder_timing(self, default_bpm: float, timeout_s: float = 2.0) -> dict | None:
+        """``AutomationRecorder`` keyword arguments that put a recording on the DAW's timeline: the
+        host's tempo (in quarter notes) and time signature, and time 0 at the song's start, so the
+        first event lands at the host's song position. None when no block came within ``timeout_s``."""
+        transport = self.wait_for_transport(timeout_s)
+        if transport is None:
+            return None
+        timing = {"tempo_bpm": transport.quarter_bpm or default_bpm, "start_time_s": transport.song_zero_monotonic_s()}
+        if transport.bbt_valid and transport.beats_per_bar >= 1 and transport.beat_type in (1, 2, 4, 8, 16, 32):
+            timing["time_signature"] = (int(round(transport.beats_per_bar)), int(transport.beat_type))
+        timing["position_s"] = transport.position_s
+        return timing
+
     # -- attaching ------------------------------------------------------------------------------
 
     def _try_attach(self, force: bool = False) -> bool:
