@@ -97,81 +97,103 @@ def measure(engine: EmotionEngine, source, entry_of_newest, receiver: Receiver, 
     for arrival, messages in batches:  # the receiver's stream is the sent stream (after a stale head)
         first_at = None
         for data in messages:
-            while j < len(received) and list(received[j][1]) != data:
-                j += 1
-            if j == len(received):
-                break
-            first_at = received[j][0] if first_at is None else first_at
-            j += 1
+            k = j
+            while k < min(len(received), j + 500) and list(received[k][1]) != data:
+                k += 1
+            if k >= min(len(received), j + 500):
+                continue  # lost (or not yet arrived): leave the receiver's stream where it was
+            first_at = received[k][0] if first_at is None else first_at
+            j = k + 1
         if arrival is None or first_at is None:
             continue
         read_to_cc.append(first_at - arrival)
         at = int(np.searchsorted(read_times, arrival, side="right")) - 1  # the read that arrival followed
         if at >= 0 and reads[at][1] is not None:
             block_to_cc.append(first_at - reads[at][1])
-    return {"block_to_cc_ms": percentiles(block_to_cc), "read_to_cc_ms": percentiles(read_to_cc),
-            "updates_matched": len(read_to_cc), "cc_sent": sum(len(m) for _, m in batches), "cc_received": len(received),
+    return {"block_to_cc": block_to_cc, "read_to_cc": read_to_cc,
+            "cc_sent": sum(len(m) for _, m in batches), "cc_received": len(received),
             "dropped_frames": int(source.dropped_frames)}
+
+
+def merge(into: dict, part: dict) -> None:
+    for key, value in part.items():
+        into[key] = into.get(key, [] if isinstance(value, list) else 0) + value
+
+
+def summary(raw: dict) -> dict:
+    out = {key: value for key, value in raw.items() if not isinstance(value, list)}
+    out["block_to_cc_ms"] = percentiles(raw["block_to_cc"])
+    out["read_to_cc_ms"] = percentiles(raw["read_to_cc"])
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration-s", type=float, default=60.0, help="measured seconds per path (default 60)")
+    parser.add_argument("--duration-s", type=float, default=120.0, help="measured seconds per path (default 120)")
     parser.add_argument("--period", type=int, default=512, help="JACK period in frames (default 512)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternate the paths this many times, so both "
+                                                              "see the same machine load (default 2)")
     args = parser.parse_args()
     from bridge_helpers import Jalv, unique_name
 
     lv2 = build_timing_lv2()
     audio = music()
     model = EmotionModel()
-    results = {"settings": {"jack_rate": 48000, "jack_period_frames": args.period, "duration_s": args.duration_s,
+    results = {"settings": {"jack_rate": 48000, "jack_period_frames": args.period, "duration_s_per_path": args.duration_s, "rounds": args.rounds,
                             "window_s": C.DEFAULT_WINDOW_S, "hop_s": C.DEFAULT_HOP_S}}
     with DummyJackServer(sample_rate=48000, period_frames=args.period, name=unique_name("wtbridge-bench")) as server:
         signal = StreamingResampler(C.SAMPLE_RATE, server.sample_rate).process(audio)
 
-        # -- today's JACK path ------------------------------------------------------------------
-        receiver = Receiver("synth")
-        entries: list[float] = []
-        with MidiOutput("dawemo-cc", virtual=True, api="jack") as midi:
-            connect(midi.port_name, receiver.name)
-            player = JackPlayer([signal], name="daw")
-            source = JackSource(connect=["daw:out_1"]).__enter__()
-            original_process = source._process
+        raw = {"jack": {}, "bridge": {}}
+        costs_ns: list = []
+        phase_s = args.duration_s / args.rounds
+        for round_ in range(args.rounds):
+            # -- today's JACK path ------------------------------------------------------------------
+            receiver = Receiver(f"synth{round_}")
+            entries: list[float] = []
+            with MidiOutput("dawemo-cc", virtual=True, api="jack") as midi:
+                connect(midi.port_name, receiver.name)
+                player = JackPlayer([signal], name=f"daw{round_}")
+                source = JackSource(connect=[f"daw{round_}:out_1"]).__enter__()
+                original_process = source._process
 
-            def process(frames, generation=0):  # stamp each block's entry (the bench only)
-                original_process(frames, generation)
-                entries.append(time.monotonic())
+                def process(frames, generation=0):  # stamp each block's entry (the bench only)
+                    original_process(frames, generation)
+                    entries.append(time.monotonic())
 
-            source._process = process
-            engine = EmotionEngine(source, model, preset=load_preset("default"), midi=midi)
-            results["jack"] = measure(engine, source, lambda: entries[-1] if entries else None, receiver,
-                                      args.duration_s)
-            source.close()
-            player.client.deactivate()
-            player.client.close()
-        receiver.close()
-
-        # -- the bridge under jalv ----------------------------------------------------------------
-        receiver = Receiver("synth2")
-        with Jalv(lv2, "jalv-bench", unique_name("bench")) as host:
-            connect("jalv-bench:lv2_events_out", receiver.name)
-            player = JackPlayer([signal], name="daw2")
-            connect("daw2:out_1", "jalv-bench:lv2_audio_in_1")
-            with BridgeSource(host.bridge) as source, BridgeMidiOut(source=source) as midi:
+                source._process = process
                 engine = EmotionEngine(source, model, preset=load_preset("default"), midi=midi)
-                results["bridge"] = measure(engine, source,
-                                            lambda: source.transport.mono_ns / 1e9 if source.transport else None,
-                                            receiver, args.duration_s)
-                segment = source.segment
-                count = min(segment.u64("cost_write"), len(segment.costs))
-                costs_us = np.sort(segment.costs[:count].astype(np.float64)) / 1000.0
-                results["bridge"]["audio_thread_cost_us_per_period"] = {
-                    "p50": round(float(np.percentile(costs_us, 50)), 2),
-                    "p99": round(float(np.percentile(costs_us, 99)), 2),
-                    "max": round(float(costs_us.max()), 2), "n": int(count)}
-            player.client.deactivate()
-            player.client.close()
-        receiver.close()
+                merge(raw["jack"], measure(engine, source, lambda: entries[-1] if entries else None, receiver,
+                                           phase_s))
+                source.close()
+                player.client.deactivate()
+                player.client.close()
+            receiver.close()
+
+            # -- the bridge under jalv ----------------------------------------------------------------
+            receiver = Receiver(f"synthb{round_}")
+            with Jalv(lv2, "jalv-bench", unique_name("bench")) as host:
+                connect("jalv-bench:lv2_events_out", receiver.name)
+                player = JackPlayer([signal], name=f"dawb{round_}")
+                connect(f"dawb{round_}:out_1", "jalv-bench:lv2_audio_in_1")
+                with BridgeSource(host.bridge) as source, BridgeMidiOut(source=source) as midi:
+                    engine = EmotionEngine(source, model, preset=load_preset("default"), midi=midi)
+                    merge(raw["bridge"], measure(
+                        engine, source, lambda: source.transport.mono_ns / 1e9 if source.transport else None,
+                        receiver, phase_s))
+                    segment = source.segment
+                    count = min(segment.u64("cost_write"), len(segment.costs))
+                    costs_ns.extend(segment.costs[:count].tolist())  # the last 4096 periods
+                player.client.deactivate()
+                player.client.close()
+            receiver.close()
+        results["jack"] = summary(raw["jack"])
+        results["bridge"] = summary(raw["bridge"])
+        costs_us = np.sort(np.array(costs_ns, np.float64)) / 1000.0
+        results["bridge"]["audio_thread_cost_us_per_period"] = {
+            "p50": round(float(np.percentile(costs_us, 50)), 2), "p99": round(float(np.percentile(costs_us, 99)), 2),
+            "max": round(float(costs_us.max()), 2), "n": int(len(costs_us))}
+
     print(json.dumps(results, indent=1))
 
 
