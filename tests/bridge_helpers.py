@@ -68,14 +68,16 @@ class Jalv:
 
     The bridge instance is named ``<bridge_prefix>-1`` (via $DAWEMO_BRIDGE_NAME)."""
 
-    def __init__(self, lv2_dir: Path, client: str, bridge_prefix: str, extra_env: dict | None = None) -> None:
+    def __init__(self, lv2_dir: Path, client: str, bridge_prefix: str, extra_env: dict | None = None,
+                 state_dir: Path | None = None, bridge: str | None = None) -> None:
         if shutil.which("jalv") is None:
             pytest.skip("jalv not installed (apt-get install jalv)")
         self.client = client
-        self.bridge = f"{bridge_prefix}-1"
+        self.bridge = bridge or f"{bridge_prefix}-1"
         env = dict(os.environ, LV2_PATH=str(lv2_dir), DAWEMO_BRIDGE_NAME=bridge_prefix, **(extra_env or {}))
         # jalv's console reads commands from stdin: keep a pipe open, never write.
-        self.process = subprocess.Popen(["jalv", "-x", "-n", client, "urn:dawemo:bridge"], env=env,
+        state = ["-l", str(state_dir)] if state_dir is not None else []
+        self.process = subprocess.Popen(["jalv", "-x", *state, "-n", client, "urn:dawemo:bridge"], env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait_ready()
 

@@ -99,6 +99,29 @@ def test_music_in_cc_out_of_the_plugins_midi_output_in_order_and_complete(server
         assert np.array_equal(window[1], np.tile(music * 0.5, 2)[at:at + 4096])
 
 
+def test_instance_name_comes_from_the_plugin_state(server, lv2_dir, tmp_path):
+    """A saved session names the instance (LV2 state restored by jalv -l); the default name goes."""
+    name = unique_name("stage ")  # the space becomes '-'
+    (tmp_path / "manifest.ttl").write_text(
+        "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n@prefix pset: <http://lv2plug.in/ns/ext/presets#> .\n"
+        "@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n"
+        "<state.ttl> a pset:Preset ; lv2:appliesTo <urn:dawemo:bridge> ; rdfs:seeAlso <state.ttl> .\n")
+    (tmp_path / "state.ttl").write_text(
+        "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n@prefix pset: <http://lv2plug.in/ns/ext/presets#> .\n"
+        "@prefix state: <http://lv2plug.in/ns/ext/state#> .\n"
+        f'<> a pset:Preset ; lv2:appliesTo <urn:dawemo:bridge> ; state:state [ <urn:dawemo:bridge#name> "{name}" ] .\n')
+    prefix = unique_name("default")
+    expected = name.replace(" ", "-")
+    with Jalv(lv2_dir, unique_name("jalv"), prefix, state_dir=tmp_path, bridge=expected) as host:
+        from dawemo.bridge_shm import list_bridges
+
+        names = [info.name for info in list_bridges()]
+        assert expected in names and not [n for n in names if n.startswith(prefix)]
+        with BridgeSource(expected) as source:
+            wait_until(lambda: source.read(0.05) is not None and source.bridge_name == expected, 3, "audio")
+        assert host.process.poll() is None
+
+
 def _wait_attached(name: str, pid: int, timeout_s: float = 60.0) -> BridgeSegment:
     segment = BridgeSegment(name)
     emitted = segment.u64("midi_emitted")
