@@ -8,7 +8,7 @@ liveness) and ``list_bridges``. ``dawemo.inputs.bridge.BridgeSource`` reads the 
 ``dawemo.outputs.bridge_midi.BridgeMidiOut`` writes the CC.
 
 The plugin owns the segment; dawemo only attaches, so Python's resource tracker must not unlink
-it at exit (it would on 3.11 for any SharedMemory it saw): ``attach`` unregisters it.
+it at exit (before 3.13 it would, for any SharedMemory it saw): attaching never registers it.
 
 Counters are aligned 64-bit words read and written with single numpy loads and stores: atomic on
 x86-64 and aarch64. Their ordering relative to the slots relies on x86-64's store and load order
@@ -24,6 +24,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
@@ -79,16 +80,23 @@ def shm_name(name: str) -> str:
     return SHM_PREFIX + name
 
 
+_ATTACH_LOCK = threading.Lock()
+
+
 def _open_shared_memory(segment: str) -> shared_memory.SharedMemory:
     if sys.version_info >= (3, 13):
         return shared_memory.SharedMemory(name=segment, create=False, track=False)
-    shm = shared_memory.SharedMemory(name=segment, create=False)
-    if os.name == "posix":  # 3.11/3.12 register even segments they only attach: the tracker would unlink it
+    # Before 3.13 SharedMemory registers even a segment it only attaches with the resource tracker,
+    # which unlinks it when this process exits - the plugin's segment, under the running DAW. Not
+    # registering at all (rather than unregistering after) leaves no moment in which a kill -9 of
+    # dawemo could remove it, and starts no tracker process.
+    with _ATTACH_LOCK:
+        register = resource_tracker.register
+        resource_tracker.register = lambda name, rtype: None
         try:
-            resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
-        except Exception:  # the tracker is an optimisation of the stdlib; never fatal here
-            pass
-    return shm
+            return shared_memory.SharedMemory(name=segment, create=False)
+        finally:
+            resource_tracker.register = register
 
 
 def _process_alive(pid: int) -> bool:
