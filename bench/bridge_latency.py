@@ -65,7 +65,7 @@ def percentiles(values_s: list[float]) -> dict:
 def measure(engine: EmotionEngine, source, entry_of_newest, receiver: Receiver, duration_s: float) -> dict:
     """Run ``engine`` for ``duration_s`` after a warm-up; match each CC batch to its block."""
     reads: list[tuple[float, float | None]] = []  # (when read returned, entry time of its newest block)
-    batches: list[tuple[float | None, list]] = []  # (block arrival at the engine or None, CC bytes)
+    batches: list[tuple[float | None, float, list]] = []  # (block arrival at the engine or None, handed over, CC)
     lock = threading.Lock()
     original_read, original_deliver = source.read, engine._deliver
 
@@ -78,10 +78,11 @@ def measure(engine: EmotionEngine, source, entry_of_newest, receiver: Receiver, 
 
     def deliver(events):
         arrival = engine._awaiting_arrival_s
+        handed = time.monotonic()
         original_deliver(events)
         if events:  # every batch, so the receiver's messages line up with their batch
             with lock:
-                batches.append((arrival, [[0xB0 | e.channel, e.control, e.value] for e in events]))
+                batches.append((arrival, handed, [[0xB0 | e.channel, e.control, e.value] for e in events]))
 
     source.read, engine._deliver = read, deliver
     with engine:
@@ -94,14 +95,18 @@ def measure(engine: EmotionEngine, source, entry_of_newest, receiver: Receiver, 
     received = list(receiver.received)
     read_times = np.array([r[0] for r in reads])
     block_to_cc, read_to_cc, j = [], [], 0
-    for arrival, messages in batches:  # the receiver's stream is the sent stream (after a stale head)
+    for arrival, handed, messages in batches:
+        # The receiver's stream is the sent stream; a message matches the first equal one that
+        # arrived after its batch was handed to the output, within 2 s (a lost one matches nothing).
         first_at = None
         for data in messages:
+            while j < len(received) and received[j][0] < handed:
+                j += 1
             k = j
-            while k < min(len(received), j + 500) and list(received[k][1]) != data:
+            while k < len(received) and received[k][0] < handed + 2.0 and list(received[k][1]) != data:
                 k += 1
-            if k >= min(len(received), j + 500):
-                continue  # lost (or not yet arrived): leave the receiver's stream where it was
+            if k >= len(received) or received[k][0] >= handed + 2.0:
+                continue
             first_at = received[k][0] if first_at is None else first_at
             j = k + 1
         if arrival is None or first_at is None:
@@ -111,7 +116,7 @@ def measure(engine: EmotionEngine, source, entry_of_newest, receiver: Receiver, 
         if at >= 0 and reads[at][1] is not None:
             block_to_cc.append(first_at - reads[at][1])
     return {"block_to_cc": block_to_cc, "read_to_cc": read_to_cc,
-            "cc_sent": sum(len(m) for _, m in batches), "cc_received": len(received),
+            "cc_sent": sum(len(m) for _, _, m in batches), "cc_received": len(received),
             "dropped_frames": int(source.dropped_frames)}
 
 
