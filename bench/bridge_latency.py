@@ -94,21 +94,27 @@ def measure(engine: EmotionEngine, source, entry_of_newest, receiver: Receiver, 
     time.sleep(0.5)
     received = list(receiver.received)
     read_times = np.array([r[0] for r in reads])
-    block_to_cc, read_to_cc, j = [], [], 0
+    block_to_cc, read_to_cc = [], []
+    # Per controller, what arrived is a subsequence of what was sent (an output may coalesce a
+    # value away when a newer one for the same controller is due: the JACK path's sender does).
+    # Match in order; a message that arrived before its event was handed over cannot answer it.
+    per_controller: dict[tuple, list] = {}
+    for when, data in received:
+        per_controller.setdefault(tuple(data[:2]), []).append((when, data[2]))
+    pointers = dict.fromkeys(per_controller, 0)
     for arrival, handed, messages in batches:
-        # The receiver's stream is the sent stream; a message matches the first equal one that
-        # arrived after its batch was handed to the output, within 2 s (a lost one matches nothing).
         first_at = None
-        for data in messages:
-            while j < len(received) and received[j][0] < handed:
-                j += 1
-            k = j
-            while k < len(received) and received[k][0] < handed + 2.0 and list(received[k][1]) != data:
-                k += 1
-            if k >= len(received) or received[k][0] >= handed + 2.0:
-                continue
-            first_at = received[k][0] if first_at is None else first_at
-            j = k + 1
+        for index, data in enumerate(messages):
+            key = tuple(data[:2])
+            arrived = per_controller.get(key, [])
+            pointer = pointers.get(key, 0)
+            while pointer < len(arrived) and arrived[pointer][0] < handed:
+                pointer += 1
+            if pointer < len(arrived) and arrived[pointer][1] == data[2]:
+                if index == 0:
+                    first_at = arrived[pointer][0]
+                pointer += 1
+            pointers[key] = pointer
         if arrival is None or first_at is None:
             continue
         read_to_cc.append(first_at - arrival)
