@@ -63,7 +63,8 @@ def main() -> None:
                 with engine:
                     while time.monotonic() - started < args.duration_s:
                         time.sleep(10)
-                        print(f"{time.monotonic() - started:7.0f} s: dropped {source.dropped_frames}, "
+                        print(f"{time.monotonic() - started:7.0f} s: written {segment.u64('audio_write') - written0}, "
+                              f"read {source.position - written0}, dropped {source.dropped_frames}, "
                               f"gaps {source.host_gap_frames}, xruns {len(xruns)}", file=sys.stderr, flush=True)
                     stats = engine.stats()
                 elapsed = time.monotonic() - started
@@ -72,6 +73,7 @@ def main() -> None:
                                  "host": "jalv 1.6 (LV2), jackd2 dummy driver, --no-realtime"},
                     "plugin_frames_written": segment.u64("audio_write") - written0,
                     "expected_frames_at_48k": int(elapsed * 48000),
+                    "dawemo_frames_read": source.position - written0,
                     "dawemo_dropped_frames": source.dropped_frames,
                     "host_gap_frames": source.host_gap_frames, "restarts": source.restarts,
                     "reattaches": source.attaches - 1, "jack_xruns": len(xruns),
@@ -79,11 +81,12 @@ def main() -> None:
                     "cc_emitted_by_plugin": segment.u64("midi_emitted"), "updates": stats.updates,
                     "engine_latency_ms_p50_p99": [round(stats.latency_ms_p50, 1), round(stats.latency_ms_p99, 1)],
                 }
+                # Before tearing the JACK clients down: a jackd that hangs on the way out keeps the numbers.
+                print(json.dumps(result, indent=1), flush=True)
             player.client.deactivate()
             player.client.close()
         watcher.deactivate()
         watcher.close()
-    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
