@@ -8,6 +8,7 @@ SYSTEM_PACKAGES="fluidsynth fluid-soundfont-gm jackd2 libjack-jackd2-0 libasound
   libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0
   libxcb-image0 dpf-source g++"
 SYSTEM_PACKAGES="$SYSTEM_PACKAGES ola"  # olad (Art-Net, E1.31) receives the show-control tests' DMX
+SYSTEM_PACKAGES="$SYSTEM_PACKAGES jalv lv2-dev sordi g++-mingw-w64-x86-64-posix"  # the DAW bridge tests (docs/bridge.md)
 missing=$(for p in $SYSTEM_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -26,6 +26,9 @@ def test_wheel_contains_the_model(tmp_path):
     assert "dawemo/models/MODEL_CARD.md" in names
     assert "dawemo/presets/default.toml" in names
     assert not any(name.endswith(".mp3") for name in names)
+    # 'dawemo bridge install' builds the plugin from these where no binary ships
+    assert {"dawemo/bridge_src/DawemoBridge.cpp", "dawemo/bridge_src/BridgeLayout.h",
+            "dawemo/bridge_src/DistrhoPluginInfo.h", "dawemo/bridge_src/build.sh"} <= names
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read(f"dawemo/models/{C.MODEL_FILENAME}")
     assert shipped == (ROOT / "models" / C.MODEL_FILENAME).read_bytes()

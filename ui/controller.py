@@ -29,8 +29,8 @@ HISTORY_S = 60.0
 class SessionConfig:
     """What to start: the choices of the source/output panel."""
 
-    source_kind: str  # file, jack, device
-    source_value: str  # path, comma-separated ports, or device name
+    source_kind: str  # file, jack, device, bridge
+    source_value: str  # path, comma-separated ports, device name, or bridge name (empty: the only one)
     file_loop: bool = True
     midi_mode: str = "virtual"  # virtual, existing, none
     midi_name: str = "dawemo"
@@ -114,9 +114,18 @@ class EngineController(QObject):
             elif config.source_kind == "jack":
                 ports = [p.strip() for p in config.source_value.split(",") if p.strip()]
                 self.source = JackSource(connect=ports or None)
+            elif config.source_kind == "bridge":
+                from dawemo.inputs.bridge import BridgeSource
+
+                self.source = BridgeSource(config.source_value or None)
             else:
                 self.source = DeviceSource(config.source_value or None)
             stack.enter_context(self.source)
+            if config.source_kind == "bridge":  # CC back out of the bridge's MIDI output (and the port)
+                from dawemo.outputs.bridge_midi import BridgeMidiOut, MidiFanout
+
+                bridge_midi = stack.enter_context(BridgeMidiOut(source=self.source))
+                self.midi = bridge_midi if self.midi is None else MidiFanout([bridge_midi, self.midi])
             if config.chain is not None and (config.machine_input or config.machine_output):
                 from dawemo.machine.live import JackMachine
 
@@ -199,9 +208,13 @@ class EngineController(QObject):
             raise ValueError("start the engine before recording")
         if not midi_path and not timeline_path:
             raise ValueError("choose a MIDI file and/or a timeline file to record to")
-        recorder = AutomationRecorder(midi_path or None, timeline_path or None, tempo_bpm,
+        timing = {"tempo_bpm": tempo_bpm}
+        if hasattr(self.source, "recorder_timing"):  # a DAW bridge: on the host's timeline
+            timing = self.source.recorder_timing(tempo_bpm, timeout_s=0.5) or timing
+            timing.pop("position_s", None)
+        recorder = AutomationRecorder(midi_path or None, timeline_path or None,
                                       lanes=self.engine.preset.lanes if self.engine.preset else (),
-                                      columns=list(C.EMOTION_NAMES + C.MIDLEVEL_NAMES))
+                                      columns=list(C.EMOTION_NAMES + C.MIDLEVEL_NAMES), **timing)
         try:
             # A full disk does not raise here: the recorder starts "recovering", keeps the take in
             # memory and the engine's watch reports it like any other fault.

@@ -35,7 +35,8 @@ from dawemo.ui.widgets import (BANNER_COLOURS, EMOTION_COLOURS, MIDLEVEL_COLOURS
 REDRAW_HZ = 30
 FAULT_REFRESH_MS = 250  # how often the banner re-reads the parts' health (its "for 3 s" ages)
 BACK_NOTE_MS = 6000  # how long "input is back" stays in the status bar
-SOURCE_KINDS = {"file": "Audio file (real time)", "jack": "JACK ports", "device": "Audio device"}
+SOURCE_KINDS = {"file": "Audio file (real time)", "jack": "JACK ports", "device": "Audio device",
+                "bridge": "DAW bridge (plugin)"}
 MIDI_MODES = {"virtual": "Virtual MIDI port", "existing": "Existing MIDI port", "none": "No MIDI"}
 
 
@@ -235,6 +236,13 @@ class MainWindow(QMainWindow):
         self.record_button.clicked.connect(self.toggle_recording)
 
     def _source_text(self, kind: str) -> str:
+        if kind == "bridge":  # the running bridges, for the performer to pick (empty: the only one)
+            from dawemo.bridge_shm import list_bridges
+
+            bridges = list_bridges()
+            self.source_value.setToolTip("running: " + ("; ".join(info.label for info in bridges) or "none"))
+            return bridges[0].name if len(bridges) == 1 else ""
+        self.source_value.setToolTip("")
         return {"file": self.settings.file_path, "jack": self.settings.jack_ports,
                 "device": self.settings.device_name}.get(kind, "")
 
@@ -428,7 +436,7 @@ class MainWindow(QMainWindow):
             s.file_path = value
         elif s.source_kind == "jack":
             s.jack_ports = value
-        else:
+        elif s.source_kind == "device":
             s.device_name = value
         s.file_loop = self.loop_box.isChecked()
         s.midi_mode, s.midi_name = self.midi_mode.currentData(), self.midi_name.text().strip()

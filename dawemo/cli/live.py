@@ -27,6 +27,9 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
     source.add_argument("--jack-input", metavar="PORT",
                         help="JACK output port(s) to listen to, comma-separated (e.g. 'system:capture_1'); "
                              "'-' registers dawemo:in_1 without connecting")
+    source.add_argument("--bridge", nargs="?", const="", metavar="NAME",
+                        help="listen to a dawemo Bridge plugin in the DAW (the only one running, or NAME) and send "
+                             "the CC back out of its MIDI output (see 'dawemo bridge list')")
     source.add_argument("--file", type=Path, metavar="PATH", help="play an audio file instead of live input")
     parser.add_argument("--realtime", action="store_true", help="with --file: play at real-time pace (else as fast as possible)")
     parser.add_argument("--loop", action="store_true", help="with --file: start again at the end")
@@ -39,7 +42,9 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
     parser.add_argument("--record", type=Path, metavar="OUT.mid", help="record the automation as a type 1 MIDI file")
     parser.add_argument("--timeline", type=Path, metavar="OUT.csv",
                         help="write every update's emotions and features (.csv or .jsonl)")
-    parser.add_argument("--tempo-bpm", type=float, default=120.0, help="tempo of the recorded MIDI file (default 120)")
+    parser.add_argument("--tempo-bpm", type=float, default=120.0,
+                        help="tempo of the recorded MIDI file (default 120; with --bridge: the host's tempo and "
+                             "song position when it gives them)")
     parser.add_argument("--duration-s", type=positive_seconds, help="stop after this many seconds")
     parser.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S)
     parser.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S)
@@ -89,6 +94,10 @@ def _open_source(args: argparse.Namespace):
 
     if args.file is not None:
         return FileSource(args.file, realtime=args.realtime, loop=args.loop)
+    if getattr(args, "bridge", None) is not None:
+        from dawemo.inputs.bridge import BridgeSource
+
+        return BridgeSource(args.bridge or None)
     if args.jack_input is not None:
         ports = None if args.jack_input == "-" else [p.strip() for p in args.jack_input.split(",") if p.strip()]
         return JackSource(connect=ports)
@@ -168,6 +177,12 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                                                           virtual=bool(args.virtual_port), api=args.midi_api))
                 with LibraryMessagesToLog():  # alsa-lib's own lines would repeat our error
                     source = stack.enter_context(_open_source(args))
+                bridge = getattr(args, "bridge", None) is not None
+                if bridge:  # the CC go back out of the bridge's MIDI output (and to --midi-port too)
+                    from dawemo.outputs.bridge_midi import BridgeMidiOut, MidiFanout
+
+                    bridge_midi = stack.enter_context(BridgeMidiOut(args.bridge or None, source=source))
+                    midi = bridge_midi if midi is None else MidiFanout([bridge_midi, midi])
                 machine = None
                 if chain is not None:
                     from dawemo.machine.live import JackMachine
@@ -189,10 +204,12 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                                      f"(midi=MS delays the MIDI output)")
                 recorder = None
                 if args.record or args.timeline:
+                    timing = {"tempo_bpm": args.tempo_bpm, "start_time_s": 0.0 if clock == STREAM_CLOCK else None}
+                    if bridge:
+                        timing = _bridge_timeline(source, args.tempo_bpm)
                     recorder = stack.enter_context(AutomationRecorder(
-                        args.record, args.timeline, args.tempo_bpm, lanes=preset.lanes,
-                        columns=list(C.EMOTION_NAMES + C.MIDLEVEL_NAMES),
-                        start_time_s=0.0 if clock == STREAM_CLOCK else None))
+                        args.record, args.timeline, lanes=preset.lanes,
+                        columns=list(C.EMOTION_NAMES + C.MIDLEVEL_NAMES), **timing))
             except (AudioSourceError, MidiPortError, OSError, ValueError) as error:
                 print_error(str(error).splitlines()[0])
                 return 2
@@ -275,6 +292,18 @@ def run_live(args: argparse.Namespace, print_error) -> int:
             signal.signal(number, handler)
 
 
+def _bridge_timeline(source, default_bpm: float) -> dict:
+    """Recorder timing on the DAW's timeline (the host's tempo, time signature, song position)."""
+    timing = source.recorder_timing(default_bpm)
+    if timing is None:
+        print("dawemo run: no bridge block yet: the recording starts now at --tempo-bpm, not on the DAW timeline",
+              file=sys.stderr)
+        return {"tempo_bpm": default_bpm, "start_time_s": None}
+    print(f"dawemo run: recording on the DAW timeline from {timing.pop('position_s'):.3f} s "
+          f"at {timing['tempo_bpm']:g} BPM", file=sys.stderr)
+    return timing
+
+
 class _Stopper:
     """SIGINT/SIGTERM handler: the first asks the main loop to stop and arms a deadline; a stop
     that is not finished within ``STOP_DEADLINE_S`` (a part hanging on a dead server), or a second
@@ -326,7 +355,10 @@ def run_devices(args: argparse.Namespace) -> int:
     audio = list_audio_devices()
     midi = list_midi_ports()
     if args.json:
-        print(json.dumps({"audio": audio, "midi": midi}, indent=1, default=str))
+        from dawemo.bridge_shm import list_bridges
+
+        bridges = [info.__dict__ for info in list_bridges()]
+        print(json.dumps({"audio": audio, "midi": midi, "bridges": bridges}, indent=1, default=str))
         return 0
 
     def section(title: str, names) -> None:
@@ -341,6 +373,9 @@ def run_devices(args: argparse.Namespace) -> int:
     jack = audio.get("jack")
     section("JACK audio ports to listen to (--jack-input)", jack.get("sources") if jack else None)
     section("MIDI outputs (--midi-port)", midi.get("outputs"))
+    from dawemo.bridge_shm import list_bridges
+
+    section("DAW bridges (--bridge NAME)", [info.label for info in list_bridges()])
     for message in audio.get("errors", []) + [f"{k}: {v}" for k, v in midi.get("unavailable", {}).items()]:
         print(f"note: {message}")
     return 0

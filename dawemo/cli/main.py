@@ -509,6 +509,18 @@ def run_learn(args: argparse.Namespace) -> int:
     return run(args, print_error)
 
 
+def configure_bridge(parser: argparse.ArgumentParser) -> None:
+    from dawemo.cli.bridge import configure
+
+    configure(parser)
+
+
+def run_bridge(args: argparse.Namespace) -> int:
+    from dawemo.cli.bridge import run
+
+    return run(args, print_error)
+
+
 def configure_devices(parser: argparse.ArgumentParser) -> None:
     from dawemo.cli.live import configure_devices as configure
 
@@ -537,7 +549,7 @@ COMMANDS: dict[str, Command] = {
         run=run_analyze,
     ),
     "run": Command(
-        help="live: listen to a device, JACK port or file and send emotions as MIDI CC",
+        help="live: listen to a device, JACK port, DAW bridge or file and send emotions as MIDI CC",
         description="The live bridge: audio in, emotions out as MIDI CC (mapped by a TOML preset), "
                     "optionally recorded as a type 1 MIDI file plus a timeline. Exit status: 0 "
                     "stopped cleanly, 1 the input failed while running, 2 bad option, missing "
@@ -558,8 +570,13 @@ COMMANDS: dict[str, Command] = {
         configure=configure_learn,
         run=run_learn,
     ),
+    "bridge": Command(
+        help="the DAW bridge plugin: list running bridges, build it, install it into your plugin folders",
+        configure=configure_bridge,
+        run=run_bridge,
+    ),
     "devices": Command(
-        help="list audio inputs, JACK ports and MIDI ports",
+        help="list audio inputs, JACK ports, MIDI ports and running DAW bridges",
         configure=configure_devices,
         run=run_devices,
     ),

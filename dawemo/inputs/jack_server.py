@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 import uuid
+from collections import deque
 
 
 def _die_with_parent() -> None:
@@ -51,6 +53,11 @@ class DummyJackServer:
             [jackd, "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(self.sample_rate),
              "-p", str(self.period_frames)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
+        # Drain jackd's stderr: it writes a line per xrun, and a full pipe blocks its audio thread
+        # (a long run with many xruns stalled the whole server). The tail is kept for errors.
+        self._stderr_tail: deque[str] = deque(maxlen=50)
+        threading.Thread(target=self._drain_stderr, args=(self._process.stderr,), daemon=True,
+                         name=f"jackd-stderr {self.name}").start()
         self._previous_env = os.environ.get("JACK_DEFAULT_SERVER")
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         try:
@@ -59,6 +66,10 @@ class DummyJackServer:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def _drain_stderr(self, stream) -> None:
+        for line in stream:
+            self._stderr_tail.append(line.rstrip())
 
     def _wait_until_ready(self, timeout_s: float = 10.0) -> None:
         try:
@@ -70,7 +81,8 @@ class DummyJackServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise JackServerError(f"jackd exited: {self._process.stderr.read().strip()[-300:]}")
+                time.sleep(0.1)  # let the drain thread read the last lines
+                raise JackServerError(f"jackd exited: {' '.join(self._stderr_tail)[-300:]}")
             try:
                 probe = jack.Client("dawemo-probe", no_start_server=True, servername=self.name)
                 probe.close()

@@ -190,13 +190,15 @@ class AutomationRecorder:
         start_time_s: ``time.monotonic()`` value that is time 0 of both files; None: when the
             recorder is entered.
         title: track 0's name.
+        time_signature: (numerator, denominator) written to track 0 (a DAW bridge gives the host's).
         min_reserve_bytes: free room per lane track after each full rewrite (at least its size).
     """
 
     def __init__(self, midi_path: str | Path | None, timeline_path: str | Path | None = None, tempo_bpm: float = 120.0,
                  lanes: Sequence = (), columns: Sequence[str] | None = None, *, ppq: int = 480,
                  flush_interval_s: float = 0.5, start_time_s: float | None = None,
-                 title: str = "dawemo automation", min_reserve_bytes: int = MIN_RESERVE_BYTES) -> None:
+                 title: str = "dawemo automation", min_reserve_bytes: int = MIN_RESERVE_BYTES,
+                 time_signature: tuple[int, int] = (4, 4)) -> None:
         if not (math.isfinite(tempo_bpm) and 1.0 <= tempo_bpm <= 1000.0):
             raise ValueError(f"tempo_bpm must be 1-1000, got {tempo_bpm}")
         if not 24 <= ppq <= 0x7FFF:
@@ -209,6 +211,10 @@ class AutomationRecorder:
         self.flush_interval_s = flush_interval_s
         self.start_time_s = start_time_s
         self.title = title
+        numerator, denominator = (int(part) for part in time_signature)
+        if not (1 <= numerator <= 255 and denominator in (1, 2, 4, 8, 16, 32, 64)):
+            raise ValueError(f"time_signature must be (1-255, a power of two up to 64), got {time_signature}")
+        self.time_signature = (numerator, denominator)
         self.min_reserve_bytes = max(64, min_reserve_bytes)
         self.columns = list(columns) if columns is not None else None
         self.jsonl = self.timeline_path is not None and self.timeline_path.suffix.lower() == ".jsonl"
@@ -679,7 +685,7 @@ class AutomationRecorder:
         started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         return (meta_event(0x03, self.title.encode("utf-8"))
                 + meta_event(0x01, f"dawemo automation recorded {started}, {self.tempo_bpm:g} BPM".encode())
-                + meta_event(0x58, bytes([4, 2, 24, 8]))  # 4/4, 24 clocks per click, 8 32nds per beat
+                + meta_event(0x58, bytes([self.time_signature[0], self.time_signature[1].bit_length() - 1, 24, 8]))
                 + meta_event(0x51, tempo_us.to_bytes(3, "big"))
                 + END_OF_TRACK)
 
