@@ -5,7 +5,6 @@ recording on the host's timeline (JACK transport with a timebase master giving b
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -171,7 +170,7 @@ def test_host_restart_reconnects_within_a_second(server, lv2_dir, music):
             assert not source.health.ok  # dawemo first: it waits for the bridge
             for round_ in range(2):
                 client = unique_name("jalv")
-                with Jalv(lv2_dir, client, prefix) as host:
+                with Jalv(lv2_dir, client, prefix):
                     appeared = time.monotonic()
                     connect(f"{player.name}:out_1", f"{client}:lv2_audio_in_1")
                     while not (source.health.ok and (block := source.read(0.05)) is not None and block.size
