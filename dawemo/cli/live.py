@@ -269,6 +269,9 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                         line += f" | machine '{chain.name}' underruns {machine.underrun_frames}"
                     print(line, file=sys.stderr, flush=True)
             stats = engine.stats()
+        # Counted again now that the engine's threads have stopped: an update that was being
+        # published while the loop ended is in the recording, so it is in the count too.
+        stats = engine.stats()
         # The recorder's last word comes after the watch thread stopped: a tail that a full disk
         # kept from being saved is said here.
         if recorder is not None and not recorder.health.ok:

@@ -88,9 +88,12 @@ class StageInput:
                 self.command(("unmute " if name in self.engine.stage.muted else "mute ") + name)
 
     def _read_lines(self) -> None:
-        for line in self.stream:
-            if line.strip():
-                self.command(line.strip())
+        try:
+            for line in self.stream:
+                if line.strip():
+                    self.command(line.strip())
+        except (OSError, ValueError):
+            pass  # stdin closed or not readable (a service, a test harness): no stage commands from it
 
     def command(self, line: str) -> None:
         """Do one command line; say what happened."""
