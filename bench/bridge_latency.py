@@ -76,10 +76,10 @@ def measure(engine: EmotionEngine, source, entry_of_newest, receiver: Receiver, 
                 reads.append((time.monotonic(), entry_of_newest()))
         return block
 
-    def deliver(events):
+    def deliver(events, *show_events):
         arrival = engine._awaiting_arrival_s
         handed = time.monotonic()
-        original_deliver(events)
+        original_deliver(events, *show_events)
         if events:  # every batch, so the receiver's messages line up with their batch
             with lock:
                 batches.append((arrival, handed, [[0xB0 | e.channel, e.control, e.value] for e in events]))

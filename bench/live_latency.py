@@ -65,9 +65,9 @@ def main() -> None:
                 engine = EmotionEngine(source, model, preset=load_preset("default"), midi=midi)
                 original = engine._deliver
 
-                def deliver(events):  # record which block arrival each batch of events answers
+                def deliver(events, *show_events):  # record which block arrival each batch answers
                     arrival = engine._awaiting_arrival_s
-                    original(events)
+                    original(events, *show_events)
                     if events:
                         with lock:
                             batches.append((time.monotonic(), arrival, len(events)))
