@@ -255,8 +255,6 @@ def pair_accuracy(branch: RhythmBranch, quality: str, pairs: list[tuple[np.ndarr
     return float(np.mean(diffs > 0)), float(diffs.mean())
 
 
-__all__ = ["DESCRIPTOR_NAMES", "fit_branch", "real_pair_descriptors", "pair_accuracy", "REAL_PAIRS"]
-
 
 def attach_to_onnx(base_path, out_path, branch: RhythmBranch, emotion_weight: np.ndarray, emotion_bias: np.ndarray,
                    version: str, training_note: dict, span_s: float = RHYTHM_SPAN_S) -> None:
@@ -341,7 +339,6 @@ def assemble(args) -> int:
     import time
     from pathlib import Path
 
-    from dawemo.emotion.frontend import spectrogram
     from dawemo.inputs.audio_io import load_audio
     from dawemo.training.command import load_contrast_pairs
     from dawemo.training.evaluate import grouped_kfold_splits, kfold_splits
@@ -366,10 +363,7 @@ def assemble(args) -> int:
     root = find_root(args.soundtracks)
     audio = [load_audio(root / "audio" / f"{i}.mp3") for i in data.ids[: args.real_excerpts]]
     for quality in qualities:
-        for i, x in enumerate(audio):
-            for j, make in enumerate(REAL_PAIRS[quality]):
-                more, less = make(np.asarray(x, np.float32), np.random.default_rng([args.seed, C.MIDLEVEL_NAMES.index(quality), i, j]))
-                pairs[quality].append(tuple(describer.describe_clip(spectrogram(side)).mean(axis=0) for side in (more, less)))
+        pairs[quality] += real_pair_descriptors(audio, quality, args.seed, describer)
     log(f"real-recording pairs from {len(audio)} excerpts")
     branch = fit_branch(pairs, reference)
     clip_features = 1 / (1 + np.exp(-np.array([branch.logits(r).mean(axis=0) for r in reference])))
