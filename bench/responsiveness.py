@@ -37,10 +37,10 @@ def contrasting_pairs(root: Path, n_pairs: int) -> list[tuple[str, str]]:
 
 
 def half_way_times(model: EmotionModel, first: np.ndarray, second: np.ndarray, window_s: float, hop_s: float,
-                   min_change: float = 0.5) -> list[float]:
+                   min_change: float = 0.5, steady_s: float = 0.0) -> list[float]:
     """Seconds from the change until each clearly changing emotion is half way to its new level."""
     change_s = len(first) / model.sample_rate
-    tracker = EmotionTracker(model, window_s, hop_s)
+    tracker = EmotionTracker(model, window_s, hop_s, steady_s)
     updates = tracker.process(np.concatenate([first, second]))
     times = np.array([u.time_s for u in updates])
     emotions = np.array([u.emotions for u in updates])
@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--window-s", type=float, default=C.DEFAULT_WINDOW_S)
     parser.add_argument("--hop-s", type=float, default=C.DEFAULT_HOP_S)
+    parser.add_argument("--steady-s", type=float, default=C.DEFAULT_STEADY_S,
+                        help="change-aware averaging time constant (0: each window alone)")
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
     model = EmotionModel(args.model)
@@ -77,15 +79,18 @@ def main() -> None:
             audio[number] = load_audio(args.soundtracks / "audio" / f"{number}.mp3")
         return audio[number]
 
-    settings = {"dawemo": (args.window_s, args.hop_s), "paper (15 s window, 5 s hop)": (15.0, 5.0)}
+    settings = {"dawemo": (args.window_s, args.hop_s, args.steady_s),
+                "dawemo, each window alone": (args.window_s, args.hop_s, 0.0),
+                "paper (15 s window, 5 s hop)": (15.0, 5.0, 0.0)}
     results = {name: [] for name in settings}
     for calm, intense in contrasting_pairs(args.soundtracks, args.pairs):
         for first, second in ((calm, intense), (intense, calm)):
             # Pad each side to 30 s by looping so both windowings see a steady state before and after.
             a, b = (np.resize(clip(x), 30 * model.sample_rate).astype(np.float32) for x in (first, second))
-            for name, (window_s, hop_s) in settings.items():
-                results[name] += half_way_times(model, a, b, window_s, hop_s)
-    report = {name: {"window_s": settings[name][0], "hop_s": settings[name][1], "curves": len(values),
+            for name, (window_s, hop_s, steady_s) in settings.items():
+                results[name] += half_way_times(model, a, b, window_s, hop_s, steady_s=steady_s)
+    report = {name: {"window_s": settings[name][0], "hop_s": settings[name][1], "steady_s": settings[name][2],
+                     "curves": len(values),
                      "median_half_way_s": float(np.median(values)) if values else None,
                      "p90_half_way_s": float(np.percentile(values, 90)) if values else None}
               for name, values in results.items()}

@@ -1,9 +1,11 @@
 """Live steadiness against responsiveness: how much a preset's lanes flicker while one piece plays,
 compared with how much they differ between pieces, and how fast they follow a change of music.
 
-    python bench/steadiness.py [--preset default] [--window-s 2.1 3 4] [--smoothing 0.3:0.8 1:1.5] [--excerpts 300]
+    python bench/steadiness.py [--preset default] [--window-s 2.1 3 4] [--steady-s 0 15] [--smoothing 0.3:0.8 1:1.5]
+                               [--interpolation none linear] [--excerpts 300]
 
-For every window length and smoothing (attack_s:release_s of every lane) given, each Soundtracks
+For every window length, change-aware averaging time constant (``--steady-s``, 0: off), smoothing
+(attack_s:release_s of every lane) and hop interpolation given, each Soundtracks
 excerpt runs through the tracker and the preset's mapping as ``dawemo run`` does (same updates,
 same control ticks); each lane's mapped value is sampled every 0.1 s once the first window is full.
 
@@ -37,7 +39,8 @@ SAMPLE_EVERY_S = 0.1
 _updates: dict = {}  # (model, clip identity, window_s, hop_s) -> tracker updates: smoothings share them
 
 
-def lane_curves(model, preset, audio: np.ndarray, window_s: float, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
+def lane_curves(model, preset, audio: np.ndarray, window_s: float, hop_s: float,
+                steady_s: float = C.DEFAULT_STEADY_S) -> tuple[np.ndarray, np.ndarray]:
     """(times, values (n_times, n_lanes)): each lane's mapped value sampled every 0.1 s."""
     from dawemo.emotion.tracker import EmotionTracker
     from dawemo.outputs.mapping import CcMapper
@@ -45,9 +48,9 @@ def lane_curves(model, preset, audio: np.ndarray, window_s: float, hop_s: float)
     mapper = CcMapper(preset)
     times, rows = [], []
     names = list(model.emotion_names) + list(model.midlevel_names)
-    key = (id(model), id(audio), window_s, hop_s)
+    key = (id(model), id(audio), window_s, hop_s, steady_s)
     if key not in _updates:
-        _updates[key] = EmotionTracker(model, window_s, hop_s).process(audio)
+        _updates[key] = EmotionTracker(model, window_s, hop_s, steady_s).process(audio)
     updates = _updates[key]
     if not updates:
         return np.zeros(0), np.zeros((0, len(preset.lanes)))
@@ -67,10 +70,11 @@ def with_smoothing(preset, attack_s: float, release_s: float):
     return replace(preset, lanes=[replace(lane, attack_s=attack_s, release_s=release_s) for lane in preset.lanes])
 
 
-def steadiness(model, preset, clips: list[np.ndarray], window_s: float, hop_s: float) -> dict:
+def steadiness(model, preset, clips: list[np.ndarray], window_s: float, hop_s: float,
+               steady_s: float = C.DEFAULT_STEADY_S) -> dict:
     means, within = [], []
     for audio in clips:
-        times, values = lane_curves(model, preset, audio, window_s, hop_s)
+        times, values = lane_curves(model, preset, audio, window_s, hop_s, steady_s)
         steady = values[times >= times[0] + window_s] if len(times) else values
         if len(steady) < 10:
             continue
@@ -82,7 +86,7 @@ def steadiness(model, preset, clips: list[np.ndarray], window_s: float, hop_s: f
 
 
 def responsiveness(model, preset, pairs: list[tuple[np.ndarray, np.ndarray]], window_s: float, hop_s: float,
-                   min_change: float = 0.1) -> dict:
+                   steady_s: float = C.DEFAULT_STEADY_S, min_change: float = 0.1) -> dict:
     """Half-way times of the emotion lanes (mapped values, as a fraction of their range).
 
     ``pairs``: (first part, first and second parts joined) per change of music."""
@@ -90,7 +94,7 @@ def responsiveness(model, preset, pairs: list[tuple[np.ndarray, np.ndarray]], wi
     result = []
     for first, joined in pairs:
         change_s = len(first) / model.sample_rate
-        times, values = lane_curves(model, preset, joined, window_s, hop_s)
+        times, values = lane_curves(model, preset, joined, window_s, hop_s, steady_s)
         for i in emotion_lanes:
             lane = preset.lanes[i]
             span = (lane.out_max - lane.out_min) or 1.0
@@ -114,8 +118,12 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--window-s", type=float, nargs="+", default=[C.DEFAULT_WINDOW_S])
     parser.add_argument("--hop-s", type=float, default=C.DEFAULT_HOP_S)
+    parser.add_argument("--steady-s", type=float, nargs="+", default=[C.DEFAULT_STEADY_S],
+                        help="change-aware averaging time constants to try (0: each window alone)")
     parser.add_argument("--smoothing", nargs="+", default=None,
                         help="attack_s:release_s for every lane (the preset's own when left out)")
+    parser.add_argument("--interpolation", nargs="+", default=None, choices=["none", "linear"],
+                        help="hop interpolations to try (the preset's own when left out)")
     parser.add_argument("--excerpts", type=int, default=300)
     parser.add_argument("--pairs", type=int, default=6)
     args = parser.parse_args()
@@ -147,24 +155,27 @@ def main() -> int:
         pairs += [(a, b), (b, a)]
     joined = [np.concatenate(p) for p in pairs]  # kept alive so their ids stay unique in the cache
     smoothings = [tuple(float(v) for v in s.split(":")) for s in args.smoothing] if args.smoothing else [None]
+    interpolations = args.interpolation or [preset.interpolation]
+    settings = [(w, s, m, i) for w in args.window_s for s in args.steady_s for m in smoothings for i in interpolations]
     results = []
-    for window_s in args.window_s:
-        for smoothing in smoothings:
-            tuned = with_smoothing(preset, *smoothing) if smoothing else preset
-            lanes = steadiness(model, tuned, clips, window_s, args.hop_s)
-            emotion = [v for lane, v in zip(tuned.lanes, lanes.values()) if lane.source in C.EMOTION_NAMES]
-            feature = [v for lane, v in zip(tuned.lanes, lanes.values()) if lane.source in C.MIDLEVEL_NAMES]
-            row = {"window_s": window_s, "hop_s": args.hop_s,
-                   "attack_s:release_s": "preset" if smoothing is None else f"{smoothing[0]}:{smoothing[1]}",
-                   "lowest_emotion_lane": min(emotion) if emotion else None,
-                   "lowest_feature_lane": min(feature) if feature else None,
-                   "responsiveness": responsiveness(model, tuned, [(p[0], j) for p, j in zip(pairs, joined)],
-                                                     window_s, args.hop_s),
-                   "calm_to_energetic": responsiveness(model, tuned, [(p[0], j) for p, j in zip(pairs[::2], joined[::2])],
-                                                       window_s, args.hop_s),
-                   "lanes": lanes}
-            results.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "lanes"}), file=sys.stderr, flush=True)
+    for window_s, steady_s, smoothing, interpolation in settings:
+        tuned = with_smoothing(preset, *smoothing) if smoothing else preset
+        tuned = replace(tuned, interpolation=interpolation)
+        lanes = steadiness(model, tuned, clips, window_s, args.hop_s, steady_s)
+        emotion = [v for lane, v in zip(tuned.lanes, lanes.values()) if lane.source in C.EMOTION_NAMES]
+        feature = [v for lane, v in zip(tuned.lanes, lanes.values()) if lane.source in C.MIDLEVEL_NAMES]
+        row = {"window_s": window_s, "hop_s": args.hop_s, "steady_s": steady_s,
+               "attack_s:release_s": "preset" if smoothing is None else f"{smoothing[0]}:{smoothing[1]}",
+               "interpolation": interpolation,
+               "lowest_emotion_lane": min(emotion) if emotion else None,
+               "lowest_feature_lane": min(feature) if feature else None,
+               "responsiveness": responsiveness(model, tuned, [(p[0], j) for p, j in zip(pairs, joined)],
+                                                 window_s, args.hop_s, steady_s),
+               "calm_to_energetic": responsiveness(model, tuned, [(p[0], j) for p, j in zip(pairs[::2], joined[::2])],
+                                                   window_s, args.hop_s, steady_s),
+               "lanes": lanes}
+        results.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "lanes"}), file=sys.stderr, flush=True)
     print(json.dumps({"model": f"{model.name} v{model.version}", "preset": preset.name, "excerpts": len(clips),
                       "results": results}, indent=1))
     return 0

@@ -54,5 +54,9 @@ CONTEXT_FRAMES = 313
 # always use every segment of the file.
 DEFAULT_WINDOW_S = 2.1
 DEFAULT_HOP_S = 0.5
+# Change-aware averaging of the window's logits (dawemo.emotion.averaging): the time constant while
+# the music stays the same. A change of music still reaches half-way in about the raw model's time;
+# bench/steadiness.py chose it (0 turns it off: each update is its window's mean alone).
+DEFAULT_STEADY_S = 15.0
 
 MODEL_FILENAME = "dawemo-midlevel-emotion.onnx"

@@ -80,6 +80,7 @@ class EmotionEngine:
             the source, ``midi`` and ``recorder`` are watched as "input", "midi" and "recording".
         show: an entered ``dawemo.outputs.show.ShowOutputs`` (OSC and DMX destinations of the
             preset's show lanes), or None; each destination is watched as e.g. "osc visuals".
+        steady_s: change-aware averaging's time constant on one piece (0: off), as for ``EmotionTracker``.
 
     Stage controls (``hold``, ``release``, ``panic``, ``set_muted``) act on every lane, MIDI,
     OSC and DMX alike, through ``stage`` (``dawemo.outputs.stage.StageControl``).
@@ -91,12 +92,12 @@ class EmotionEngine:
                  on_update: Callable[[EmotionUpdate, dict], None] | None = None,
                  on_events: Callable[[list[CcEvent]], None] | None = None,
                  on_fault: Callable[[Fault], None] | None = None, parts: dict | None = None,
-                 show=None) -> None:
+                 show=None, steady_s: float = C.DEFAULT_STEADY_S) -> None:
         if clock not in (WALL_CLOCK, STREAM_CLOCK):
             raise ValueError(f"clock must be {WALL_CLOCK!r} or {STREAM_CLOCK!r}, got {clock!r}")
         self.source = source
         self.model = model
-        self.tracker = EmotionTracker(model, window_s, hop_s)
+        self.tracker = EmotionTracker(model, window_s, hop_s, steady_s)
         # The mapper ramps between updates over exactly one hop of the tracker.
         self.preset = dataclasses.replace(preset, hop_s=self.tracker.hop_s) if preset is not None else None
         self.mapper = CcMapper(self.preset) if self.preset is not None else None

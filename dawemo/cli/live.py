@@ -21,6 +21,17 @@ from dawemo import constants as C
 STOP_DEADLINE_S = 0.9  # Ctrl-C ends the process within this, whatever state the parts are in
 
 
+def non_negative_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of seconds, got {text!r}")
+    return value
+
+
 def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", metavar="DEVICE", help="audio input device (name or unique part; see 'dawemo devices')")
@@ -48,6 +59,9 @@ def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
     parser.add_argument("--duration-s", type=positive_seconds, help="stop after this many seconds")
     parser.add_argument("--window-s", type=positive_seconds, default=C.DEFAULT_WINDOW_S)
     parser.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S)
+    parser.add_argument("--steady-s", type=non_negative_seconds, default=C.DEFAULT_STEADY_S, metavar="S",
+                        help="hold values steady on one piece with this time constant and jump on a change of "
+                             "music (default %(default)g; 0 follows every window on its own)")
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
     machine = parser.add_argument_group("machine sound (JACK): a second stream through a plugin chain")
     machine.add_argument("--chain", help="plugin chain (TOML file or shipped name, see 'dawemo plugins') whose "
@@ -218,7 +232,7 @@ def run_live(args: argparse.Namespace, print_error) -> int:
                                                        recorder, clock=clock, on_update=on_update,
                                                        on_fault=_print_fault,
                                                        parts={"machine": machine} if machine is not None else None,
-                                                       show=show))
+                                                       show=show, steady_s=args.steady_s))
             for name in args.mute:
                 engine.set_muted(name)
             from dawemo.cli.stage_keys import KEY_HELP, StageInput

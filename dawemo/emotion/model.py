@@ -77,6 +77,11 @@ class EmotionModel:
         self.segment_frames = int(meta["segment_frames"])
         self.segment_stride_frames = int(meta["segment_stride_frames"])
         self.context_frames = int(meta.get("context_frames", self.segment_frames))
+        # (within-piece, between-piece) spread of each logit over the training excerpts, for
+        # change-aware averaging; None for models measured before it existed.
+        spread = meta.get("segment_spread")
+        self.segment_spread = (np.asarray(spread["within"], np.float64), np.asarray(spread["between"], np.float64)) \
+            if spread else None
         self._input_name = self.session.get_inputs()[0].name
         inputs = {i.name for i in self.session.get_inputs()}
         # v6 and later: the rhythm features come from the onset envelope of the 8 s before each segment.

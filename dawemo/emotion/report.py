@@ -87,6 +87,8 @@ def new_document(model, window_s: float, hop_s: float) -> dict:
         "time_reference": TIME_REFERENCE,
         "window_s": float(window_s),
         "hop_s": float(hop_s),
+        # Change-aware averaging of the timeline (dawemo.emotion.averaging); clip summaries do not use it.
+        "steady_s": C.DEFAULT_STEADY_S if getattr(model, "segment_spread", None) is not None else 0.0,
         "sample_rate": int(model.sample_rate),
         "segment_s": model.segment_frames / model.frames_per_s,
         "segment_stride_s": model.segment_stride_frames / model.frames_per_s,

@@ -1,7 +1,8 @@
 """From audio to emotions over time: the one processing chain for files and live streams.
 
 ``EmotionTracker`` is a streaming stage (``process``/``reset``): audio in any block size ->
-spectrogram frames -> network segments (each computed once) -> a window update every hop.
+spectrogram frames -> network segments (each computed once) -> the window's mean logits ->
+change-aware averaging (``dawemo.emotion.averaging``) -> an update every hop.
 Feeding a file whole or block by block gives the same updates. ``ClipAnalyzer`` adds what a
 whole file needs (timeline, clip summary, length and silence checks) without holding its audio.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dawemo import constants as C
+from dawemo.emotion.averaging import SteadyAverage
 from dawemo.emotion.frontend import SpectrogramFrontEnd
 from dawemo.emotion.model import EmotionModel
 
@@ -44,10 +46,12 @@ class EmotionTracker:
         model: the ONNX model.
         window_s: audio span each update describes (its segments are averaged).
         hop_s: time between updates; rounded to whole segment strides (0.48 s).
+        steady_s: time constant of the change-aware averaging while the music stays the same;
+            0 (or a model without measured segment spreads) gives each window's mean alone.
     """
 
     def __init__(self, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
-                 hop_s: float = C.DEFAULT_HOP_S) -> None:
+                 hop_s: float = C.DEFAULT_HOP_S, steady_s: float = C.DEFAULT_STEADY_S) -> None:
         self.model = model
         self.front_end = SpectrogramFrontEnd(model.sample_rate, model.frame_size, model.hop_size)
         stride_s = model.segment_stride_frames / model.frames_per_s
@@ -62,6 +66,12 @@ class EmotionTracker:
         self.window_s = self.window_frames / model.frames_per_s
         # Segments per full window: those whose frames all lie inside the window.
         self.window_segments = 1 + (self.window_frames - model.segment_frames) // model.segment_stride_frames
+        if not np.isfinite(steady_s) or steady_s < 0:
+            raise ValueError(f"steady_s must be 0 (off) or positive, got {steady_s}")
+        self.steady = None
+        if steady_s > 0 and model.segment_spread is not None:
+            self.steady = SteadyAverage(*model.segment_spread, steady_s, stride_s)
+        self.steady_s = steady_s if self.steady is not None else 0.0
         self.reset()
 
     def reset(self) -> None:
@@ -71,6 +81,8 @@ class EmotionTracker:
         self._logits: list[np.ndarray] = []  # the last window's segment logits
         self.segments_done = 0
         self.logit_sum = np.zeros(len(self.model.midlevel_names))
+        if self.steady is not None:
+            self.steady.reset()
 
     def _segment_end_time_s(self, segment_index: int) -> float:
         last_frame = segment_index * self.model.segment_stride_frames + self.model.segment_frames - 1
@@ -95,6 +107,8 @@ class EmotionTracker:
             self.logit_sum += segment_logits
             if len(self._logits) > self.window_segments:
                 self._logits.pop(0)
+            if self.steady is not None:  # every segment, so the result does not depend on the hop's phase
+                self._steady_logits = self.steady.process(np.mean(self._logits, axis=0))[0]
             if (index + 1) % self.hop_segments == 0:
                 updates.append(self._update(index))
         self.segments_done = n_ready
@@ -105,7 +119,8 @@ class EmotionTracker:
         return updates
 
     def _update(self, index: int) -> EmotionUpdate:
-        midlevel = self.model.midlevel_from_logits(np.mean(self._logits, axis=0))
+        logits = self._steady_logits if self.steady is not None else np.mean(self._logits, axis=0)
+        midlevel = self.model.midlevel_from_logits(logits)
         span_frames = (len(self._logits) - 1) * self.model.segment_stride_frames + self.model.segment_frames
         return EmotionUpdate(self._segment_end_time_s(index), midlevel,
                              self.model.emotions_from_midlevel(midlevel), span_frames / self.model.frames_per_s)
@@ -127,13 +142,13 @@ class ClipAnalyzer:
 
     Args:
         model: the ONNX model.
-        window_s, hop_s: as for ``EmotionTracker``.
+        window_s, hop_s, steady_s: as for ``EmotionTracker``.
     """
 
     def __init__(self, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
-                 hop_s: float = C.DEFAULT_HOP_S) -> None:
+                 hop_s: float = C.DEFAULT_HOP_S, steady_s: float = C.DEFAULT_STEADY_S) -> None:
         self.model = model
-        self.tracker = EmotionTracker(model, window_s, hop_s)
+        self.tracker = EmotionTracker(model, window_s, hop_s, steady_s)
         self.updates: list[EmotionUpdate] = []
         self.n_samples = 0
         self.heard = False  # some sample above -120 dBFS
@@ -168,14 +183,14 @@ class ClipAnalyzer:
 
 
 def analyze_samples(samples: np.ndarray, model: EmotionModel, window_s: float = C.DEFAULT_WINDOW_S,
-                    hop_s: float = C.DEFAULT_HOP_S) -> Analysis:
+                    hop_s: float = C.DEFAULT_HOP_S, steady_s: float = C.DEFAULT_STEADY_S) -> Analysis:
     """Analyse a whole mono signal at the model's sample rate.
 
     Raises:
         ValueError: the signal is shorter than one segment or silent.
     """
     samples = np.asarray(samples, dtype=np.float32)
-    clip = ClipAnalyzer(model, window_s, hop_s)
+    clip = ClipAnalyzer(model, window_s, hop_s, steady_s)
     block = 60 * model.sample_rate  # bounded working memory; blocks do not change the result
     for start in range(0, len(samples), block):
         clip.process(samples[start : start + block])

@@ -402,6 +402,12 @@ def assemble(args) -> int:
             "rhythm_branch": evaluation["branch"],
             "emotion_head": head_note, "evaluation": "see models/evaluation.json and MODEL_CARD.md"}
     attach_to_onnx(args.base, args.model_out, branch, weight, bias, args.version, note, args.span_s)
+    from dawemo.emotion.model import EmotionModel
+    from dawemo.training.spread import measure_segment_spread, write_segment_spread
+
+    spread = measure_segment_spread(EmotionModel(args.model_out, use_gpu=False), data.spectrograms)
+    write_segment_spread(args.model_out, spread)
+    log(f"segment spreads for change-aware averaging: within {np.round(spread['within'], 2).tolist()}")
     report.update({"version": args.version, "emotion_head": head_note, "rhythm_branch": evaluation,
                    "model_file": str(args.model_out),
                    "emotion_layer": {"weight": weight.round(6).tolist(), "bias": bias.round(6).tolist()}})
