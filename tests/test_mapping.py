@@ -399,7 +399,7 @@ def test_default_preset():
     assert [lane.cc for lane in preset.lanes] == list(range(20, 28)) + list(range(102, 109))
     for lane in preset.lanes:
         assert lane.channel == 0 and lane.cc14 is None and lane.curve == "linear"
-        assert (lane.attack_s, lane.release_s, lane.deadband, lane.max_rate_hz) == (0.1, 0.3, 1, 30.0)
+        assert (lane.attack_s, lane.release_s, lane.deadband, lane.max_rate_hz) == (0.05, 0.15, 1, 30.0)
         assert (lane.out_min, lane.out_max) == (0.0, 127.0) and lane.name and lane.name != lane.source
     assert len({lane.name for lane in preset.lanes}) == 15
     assert preset.interpolation == "none" and preset.hop_s == pytest.approx(C.SEGMENT_STRIDE_FRAMES

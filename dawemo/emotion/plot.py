@@ -116,6 +116,11 @@ def _draw_contributions(fig, ax, document: dict, entry: dict) -> None:
     colorbar.set_label("contribution to the emotion (rating points)")
 
 
+def _steady_note(document: dict) -> str:
+    steady_s = document.get("steady_s", 0.0)
+    return f", held steady ({steady_s:g} s) until the music changes" if steady_s else ""
+
+
 def _headline(document: dict, entry: dict) -> str:
     """Second title line: the dominant emotion and the features that move it most."""
     dominant = dominant_emotion(document, entry)
@@ -173,7 +178,8 @@ def render_file_figure(document: dict, entry: dict):
 
     _draw_contributions(fig, ax_explain, document, entry)
     fig.suptitle(f"{Path(entry['path']).name}  -  {entry['duration_s']:.1f} s  -  model {model['name']} "
-                 f"v{model['version']}, {document['window_s']:.1f} s windows every {document['hop_s']:.2f} s\n"
+                 f"v{model['version']}, {document['window_s']:.1f} s windows every {document['hop_s']:.2f} s"
+                 f"{_steady_note(document)}\n"
                  f"{_headline(document, entry)}", fontsize=14)
     return fig
 
