@@ -6,6 +6,8 @@ known by construction), then inside the tracker with the shipped model on genera
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,30 @@ def test_models_without_spreads_and_bad_settings(tiny_model_path):
     assert EmotionTracker(tiny).steady is None  # measured before spreads existed: each window alone
     with pytest.raises(ValueError, match="steady_s"):
         EmotionTracker(tiny, steady_s=-1.0)
+
+
+def test_analyze_records_the_averaging_and_keeps_clip_summaries(tmp_path):
+    """``dawemo analyze --steady-s``: the timeline follows it, the summary never depends on it."""
+    from conftest import write_audio
+    from test_analyze_cli import run_main
+
+    from dawemo.emotion.model import EmotionModel
+
+    if EmotionModel(use_gpu=False).segment_spread is None:
+        pytest.skip("the shipped model has no measured segment spreads")
+    audio, _ = calm_then_energetic(22050, calm_s=14.0, energetic_s=8.0)
+    clip = write_audio(tmp_path / "change.wav", audio[None], 22050)
+    documents = {}
+    for steady_s in ("0", "15"):
+        out = tmp_path / f"steady{steady_s}.json"
+        code, _, err = run_main(["analyze", clip, "--steady-s", steady_s, "--json", out, "-q"])
+        assert code == 0, err
+        documents[steady_s] = json.loads(out.read_text())
+    off, on = documents["0"], documents["15"]
+    assert (off["steady_s"], on["steady_s"]) == (0.0, 15.0)
+    assert off["files"][0]["summary"] == on["files"][0]["summary"]
+    wobble = {key: np.std(np.diff(np.array(list(d["files"][0]["timeline"]["midlevel"].values())), axis=1))
+              for key, d in documents.items()}
+    assert wobble["15"] < wobble["0"]
+    code, _, err = run_main(["analyze", clip, "--steady-s", "-2"])
+    assert code == 2 and "--steady-s" in err and "Traceback" not in err

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator, Protocol, TextIO
 
+from dawemo import constants as C
+
 BLOCK_S = 5.0  # seconds decoded and analysed at a time: pedalboard's buffers and the front end grow with it; 5 s costs no speed
 PROGRESS_EVERY_S = 1.0  # workers report how far into a file they are at most this often
 WORKER_POLL_S = 0.2  # how often the main process looks for workers that died
@@ -42,6 +44,7 @@ class AnalysisSettings:
         window_s, hop_s: as actually used (``EmotionTracker`` rounds the hop).
         threads: ONNX Runtime intra-op threads per worker.
         block_s: seconds of audio per decoded block.
+        steady_s: change-aware averaging of the timeline (0: each window alone), as used.
     """
 
     model_path: str
@@ -49,6 +52,7 @@ class AnalysisSettings:
     hop_s: float
     threads: int = 1
     block_s: float = BLOCK_S
+    steady_s: float = C.DEFAULT_STEADY_S
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ def one_line(error: BaseException) -> str:
 
 
 def analyze_file(path: Path, model, window_s: float, hop_s: float, block_s: float = BLOCK_S,
-                 on_progress: Callable[[float], None] | None = None):
+                 on_progress: Callable[[float], None] | None = None, steady_s: float = C.DEFAULT_STEADY_S):
     """Decode and analyse one file block by block -> ``report.FileReport``; every failure becomes its ``error``.
 
     Args:
@@ -98,6 +102,7 @@ def analyze_file(path: Path, model, window_s: float, hop_s: float, block_s: floa
         window_s, hop_s: analysis window and hop, seconds.
         block_s: seconds of audio decoded at a time (the result does not depend on it).
         on_progress: called after each block with the seconds of audio analysed so far.
+        steady_s: change-aware averaging of the timeline (as for ``EmotionTracker``).
     """
     import numpy as np
 
@@ -112,7 +117,7 @@ def analyze_file(path: Path, model, window_s: float, hop_s: float, block_s: floa
 
     clip = None
     try:
-        clip = ClipAnalyzer(model, window_s, hop_s)
+        clip = ClipAnalyzer(model, window_s, hop_s, steady_s)
         with AudioFileReader(path, model.sample_rate, block_s) as reader:
             for block in reader.blocks():
                 clip.process(block)
@@ -152,7 +157,8 @@ def run_task(task: FileTask, model, settings: AnalysisSettings, document: dict,
     """Analyse one file and draw its figure -> (its ``files[]`` entry, why the figure failed or None)."""
     from dawemo.emotion import report
 
-    result = analyze_file(Path(task.path), model, settings.window_s, settings.hop_s, settings.block_s, on_progress)
+    result = analyze_file(Path(task.path), model, settings.window_s, settings.hop_s, settings.block_s, on_progress,
+                          settings.steady_s)
     entry = report.file_entry(result, document["model"]["emotions"], document["model"]["midlevel"])
     entry["path"] = task.display_path
     plot_error = None
@@ -195,7 +201,7 @@ class InProcess:
     def run(self, tasks: list[FileTask], sink: Sink) -> None:
         from dawemo.emotion import report
 
-        document = report.new_document(self.model, self.settings.window_s, self.settings.hop_s)
+        document = report.new_document(self.model, self.settings.window_s, self.settings.hop_s, self.settings.steady_s)
         for task in tasks:
             entry, plot_error = run_task(task, self.model, self.settings, document,
                                          lambda done_s, index=task.index: sink.progress(index, done_s))
@@ -224,7 +230,7 @@ def _worker_main(settings: AnalysisSettings, tasks, events) -> None:
     except Exception as error:
         events.put(("fatal", pid, f"a worker could not load the model: {one_line(error)}"))
         return
-    document = report.new_document(model, settings.window_s, settings.hop_s)
+    document = report.new_document(model, settings.window_s, settings.hop_s, settings.steady_s)
     while (task := tasks.get()) is not None:
         events.put(("start", pid, task.index))
         progress = Throttle(lambda done_s, index=task.index: events.put(("progress", index, done_s)))

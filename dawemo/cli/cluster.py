@@ -56,7 +56,7 @@ class ModelPlugin(WorkerPlugin):
             partial.write_bytes(self.model_bytes)
             partial.replace(path)
         self.model = EmotionModel(path, threads=self.settings.threads)
-        self.document = report.new_document(self.model, self.settings.window_s, self.settings.hop_s)
+        self.document = report.new_document(self.model, self.settings.window_s, self.settings.hop_s, self.settings.steady_s)
 
     def teardown(self, worker) -> None:
         self.model = self.document = None

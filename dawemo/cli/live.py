@@ -21,18 +21,7 @@ from dawemo import constants as C
 STOP_DEADLINE_S = 0.9  # Ctrl-C ends the process within this, whatever state the parts are in
 
 
-def non_negative_seconds(text: str) -> float:
-    """argparse type: a finite number of seconds >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of seconds, got {text!r}")
-    return value
-
-
-def configure_run(parser: argparse.ArgumentParser, positive_seconds) -> None:
+def configure_run(parser: argparse.ArgumentParser, positive_seconds, non_negative_seconds) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", metavar="DEVICE", help="audio input device (name or unique part; see 'dawemo devices')")
     source.add_argument("--jack-input", metavar="PORT",

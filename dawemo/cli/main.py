@@ -72,6 +72,17 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def non_negative_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of seconds, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
@@ -134,6 +145,10 @@ def configure_analyze(parser: argparse.ArgumentParser) -> None:
     analysis.add_argument("--hop-s", type=positive_seconds, default=C.DEFAULT_HOP_S, metavar="S",
                           help="seconds between timeline points, rounded to whole segment strides "
                                f"(~{SEGMENT_STRIDE_S:.2f} s) (default {C.DEFAULT_HOP_S:g})")
+    analysis.add_argument("--steady-s", type=non_negative_seconds, default=C.DEFAULT_STEADY_S, metavar="S",
+                          help="hold the timeline steady on one piece with this time constant and jump on a "
+                               f"change of music (default {C.DEFAULT_STEADY_S:g}; 0: each window on its own; "
+                               "clip summaries always average the whole file)")
     analysis.add_argument("--model", metavar="FILE", type=Path,
                           help="ONNX model made by 'dawemo train' (default: the shipped model)")
     analysis.add_argument("--threads", type=positive_int, default=1, metavar="N",
@@ -285,7 +300,8 @@ def run_analyze(args: argparse.Namespace) -> int:
             except ModelError as error:
                 raise UsageError(str(error)) from None
             window_s, hop_s = resolve_window(model, args.window_s, args.hop_s)
-            settings = batch.AnalysisSettings(str(model.path), window_s, hop_s, args.threads)
+            settings = batch.AnalysisSettings(str(model.path), window_s, hop_s, args.threads,
+                                              steady_s=args.steady_s)
             cluster = connect_cluster(args, settings)
             if cluster is not None:  # before any output is touched
                 from dawemo.cli.cluster import ClusterError
@@ -294,7 +310,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                     stack.enter_context(cluster)
                 except ClusterError as error:
                     raise UsageError(str(error)) from None
-            document = report.new_document(model, window_s, hop_s)
+            document = report.new_document(model, window_s, hop_s, args.steady_s)
             outputs = batch.BatchOutputs(document, args.json, args.jsonl, args.csv)
             try:
                 done = outputs.resume() if args.resume else outputs.start()
@@ -475,7 +491,7 @@ def run_render(args: argparse.Namespace) -> int:
 def configure_run(parser: argparse.ArgumentParser) -> None:
     from dawemo.cli.live import configure_run as configure
 
-    configure(parser, positive_seconds)
+    configure(parser, positive_seconds, non_negative_seconds)
 
 
 def run_run(args: argparse.Namespace) -> int:
