@@ -112,12 +112,25 @@ def test_record_writes_readable_midi_and_timeline(qtbot, window, tmp_path):
 def test_choices_are_remembered_between_launches(qtbot, window, tmp_path, clip):
     window.midi_name.setText("my-synth")
     window.machine.choice.setCurrentText("tender-space")
+    window.steady.setValue(0)
     window.close()
     again = MainWindow(None, tmp_path / "config")
     qtbot.addWidget(again)
     assert again.source_value.text() == str(clip)
     assert again.midi_name.text() == "my-synth"
     assert again.machine.choice.currentText() == "tender-space"
+    assert again.steady.value() == 0 and again.steady.text().startswith("off")
+
+
+def test_hold_steady_setting_reaches_the_engine(qtbot, window):
+    assert window.steady.value() == C.DEFAULT_STEADY_S
+    for steady_s in (0.0, 30.0):
+        window.steady.setValue(steady_s)
+        assert window.start_engine(), window.error_banner.text()
+        tracker = window.controller.engine.tracker
+        assert tracker.steady_s == (steady_s if tracker.model.segment_spread is not None else 0.0)
+        assert (tracker.steady is None) == (tracker.steady_s == 0.0)
+        window.stop_engine()
 
 
 def test_machine_panel_shows_moving_parameters_and_chain_errors(qtbot, window):

@@ -39,6 +39,7 @@ class SessionConfig:
     chain: object = None  # a dawemo.machine.chain.Chain, or None
     machine_input: str = ""
     machine_output: str = ""
+    steady_s: float = C.DEFAULT_STEADY_S  # change-aware averaging; 0: each window on its own
 
 
 class History:
@@ -144,7 +145,7 @@ class EngineController(QObject):
                                         clock=WALL_CLOCK, on_update=self._on_update, on_events=self.cc_sent.emit,
                                         on_fault=self.fault.emit,
                                         parts={"machine": self.machine} if self.machine is not None else None,
-                                        show=self.show)
+                                        show=self.show, steady_s=config.steady_s)
             self.engine.start()
             stack.callback(self.engine.stop)
         except (AudioSourceError, MidiPortError, ModelError, OSError, ValueError, RuntimeError) as error:

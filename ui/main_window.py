@@ -215,10 +215,18 @@ class MainWindow(QMainWindow):
         self.tempo.setValue(self.settings.tempo_bpm)
         self.model_path = QLineEdit(self.settings.model_path)
         self.model_path.setPlaceholderText("shipped model")
+        self.steady = QDoubleSpinBox()
+        self.steady.setRange(0, 120)
+        self.steady.setSuffix(" s")
+        self.steady.setSpecialValueText("off: follow every 2 s window")
+        self.steady.setValue(self.settings.steady_s)
+        self.steady.setToolTip("Values hold steady while the music stays the same (this time constant) and "
+                               "jump when it changes; takes effect at the next start")
         form.addRow("MIDI file (type 1, one track per lane)", self.record_midi)
         form.addRow("timeline (CSV or JSONL)", self.record_timeline)
         form.addRow("tempo (BPM)", self.tempo)
         form.addRow("model (ONNX)", self.model_path)
+        form.addRow("hold steady on one piece", self.steady)
         self.tabs.addTab(record, "Record and model")
 
         self.status_engine = QLabel("stopped")
@@ -268,7 +276,7 @@ class MainWindow(QMainWindow):
             midi_name=self.midi_name.text().strip() or "dawemo", preset=self.mapping.preset,
             model_path=self.model_path.text().strip(), chain=self.machine.chain,
             machine_input=self.machine.machine_input.text().strip(),
-            machine_output=self.machine.machine_output.text().strip())
+            machine_output=self.machine.machine_output.text().strip(), steady_s=float(self.steady.value()))
         self.status_engine.setText("starting...")
         try:
             self.controller.start(config)
@@ -445,6 +453,7 @@ class MainWindow(QMainWindow):
         s.chain = self.machine.choice.currentText()
         s.record_midi_path, s.record_timeline_path = self.record_midi.text().strip(), self.record_timeline.text().strip()
         s.tempo_bpm, s.model_path = float(self.tempo.value()), self.model_path.text().strip()
+        s.steady_s = float(self.steady.value())
         try:
             s.save(self.config_folder)
         except OSError as error:

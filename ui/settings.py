@@ -34,6 +34,7 @@ class AppSettings:
     record_midi_path: str = ""
     record_timeline_path: str = ""
     tempo_bpm: float = 120.0
+    steady_s: float = 15.0  # change-aware averaging (dawemo.constants.DEFAULT_STEADY_S); 0: off
 
     @classmethod
     def load(cls, folder: Path | None = None) -> "AppSettings":
