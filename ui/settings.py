@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from dawemo import constants as C
+
 
 def config_dir() -> Path:
     """``$DAWEMO_CONFIG_DIR``, else the platform's per-user config folder + ``dawemo``."""
@@ -34,7 +36,7 @@ class AppSettings:
     record_midi_path: str = ""
     record_timeline_path: str = ""
     tempo_bpm: float = 120.0
-    steady_s: float = 15.0  # change-aware averaging (dawemo.constants.DEFAULT_STEADY_S); 0: off
+    steady_s: float = C.DEFAULT_STEADY_S  # change-aware averaging; 0: off
 
     @classmethod
     def load(cls, folder: Path | None = None) -> "AppSettings":

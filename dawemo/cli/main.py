@@ -61,26 +61,25 @@ def print_error(message: str, stream: TextIO | None = None) -> None:
     print(f"{PROG}: error: {message}", file=stream or sys.stderr, flush=True)
 
 
-def positive_seconds(text: str) -> float:
-    """argparse type: a finite number of seconds > 0."""
+def _seconds(text: str, zero_allowed: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+        kind = "0 or a positive" if zero_allowed else "a positive"
+        raise argparse.ArgumentTypeError(f"must be {kind} number of seconds, got {text!r}")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    return _seconds(text, zero_allowed=False)
 
 
 def non_negative_seconds(text: str) -> float:
     """argparse type: a finite number of seconds >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of seconds, got {text!r}")
-    return value
+    return _seconds(text, zero_allowed=True)
 
 
 def positive_int(text: str) -> int:
@@ -252,8 +251,9 @@ def check_analyze_outputs(args: argparse.Namespace) -> None:
         raise UsageError("--jobs does not apply to --cluster: the cluster's workers set how many files run at once")
 
 
-def resolve_window(model, window_s: float, hop_s: float) -> tuple[float, float]:
-    """Check --window-s/--hop-s against the model; return (window_s, hop_s) as actually used.
+def resolve_window(model, window_s: float, hop_s: float, steady_s: float) -> tuple[float, float, float]:
+    """Check --window-s/--hop-s against the model; return (window_s, hop_s, steady_s) as actually used
+    (steady_s is 0 for a model without measured segment spreads).
 
     Raises:
         UsageError: the window is shorter than one model segment.
@@ -264,10 +264,10 @@ def resolve_window(model, window_s: float, hop_s: float) -> tuple[float, float]:
     if window_s < segment_s:
         raise UsageError(f"--window-s must be at least one model segment ({segment_s:.2f} s), got {window_s:g}")
     try:
-        tracker = EmotionTracker(model, window_s, hop_s)
+        tracker = EmotionTracker(model, window_s, hop_s, steady_s)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    return tracker.window_s, tracker.hop_s
+    return tracker.window_s, tracker.hop_s, tracker.steady_s
 
 
 def connect_cluster(args: argparse.Namespace, settings):
@@ -299,9 +299,8 @@ def run_analyze(args: argparse.Namespace) -> int:
                 model = EmotionModel(args.model, threads=args.threads)
             except ModelError as error:
                 raise UsageError(str(error)) from None
-            window_s, hop_s = resolve_window(model, args.window_s, args.hop_s)
-            settings = batch.AnalysisSettings(str(model.path), window_s, hop_s, args.threads,
-                                              steady_s=args.steady_s)
+            window_s, hop_s, steady_s = resolve_window(model, args.window_s, args.hop_s, args.steady_s)
+            settings = batch.AnalysisSettings(str(model.path), window_s, hop_s, args.threads, steady_s=steady_s)
             cluster = connect_cluster(args, settings)
             if cluster is not None:  # before any output is touched
                 from dawemo.cli.cluster import ClusterError
@@ -310,7 +309,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                     stack.enter_context(cluster)
                 except ClusterError as error:
                     raise UsageError(str(error)) from None
-            document = report.new_document(model, window_s, hop_s, args.steady_s)
+            document = report.new_document(model, window_s, hop_s, steady_s)
             outputs = batch.BatchOutputs(document, args.json, args.jsonl, args.csv)
             try:
                 done = outputs.resume() if args.resume else outputs.start()

@@ -55,7 +55,6 @@ class SteadyAverage:
 
     def reset(self) -> None:
         self.mean: np.ndarray | None = None
-        self.last_distance = 0.0
 
     def distance(self, logits: np.ndarray) -> float:
         """How far one segment's logits lie from the running mean, in within-piece spreads."""
@@ -72,8 +71,8 @@ class SteadyAverage:
             if self.mean is None:
                 self.mean = segment.copy()
             else:
-                self.last_distance = self.distance(segment)
-                pull = min(1.0, max(0.0, (self.last_distance - self.change_from) / (self.change_to - self.change_from)))
+                distance = self.distance(segment)
+                pull = min(1.0, max(0.0, (distance - self.change_from) / (self.change_to - self.change_from)))
                 rate = self.slow_rate + (1.0 - self.slow_rate) * pull
                 self.mean += rate * (segment - self.mean)
             out[i] = self.mean

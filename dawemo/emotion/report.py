@@ -79,9 +79,9 @@ def model_block(model) -> dict:
     return block
 
 
-def new_document(model, window_s: float, hop_s: float, steady_s: float = C.DEFAULT_STEADY_S) -> dict:
+def new_document(model, window_s: float, hop_s: float, steady_s: float) -> dict:
     """An empty report for ``model`` analysed with the window, hop and change-aware averaging
-    (``steady_s``; 0 or a model without segment spreads: off) actually used (seconds)."""
+    (``steady_s``, 0: off) actually used (seconds)."""
     return {
         "dawemo_version": __version__,
         "model": model_block(model),
@@ -89,7 +89,7 @@ def new_document(model, window_s: float, hop_s: float, steady_s: float = C.DEFAU
         "window_s": float(window_s),
         "hop_s": float(hop_s),
         # Change-aware averaging of the timeline (dawemo.emotion.averaging); clip summaries do not use it.
-        "steady_s": float(steady_s) if getattr(model, "segment_spread", None) is not None else 0.0,
+        "steady_s": float(steady_s),
         "sample_rate": int(model.sample_rate),
         "segment_s": model.segment_frames / model.frames_per_s,
         "segment_stride_s": model.segment_stride_frames / model.frames_per_s,
