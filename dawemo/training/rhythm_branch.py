@@ -401,6 +401,8 @@ def assemble(args) -> int:
     note = {"config": report["config"], "base_model": f"{Path(args.base).name} (its networks, unchanged)",
             "rhythm_branch": evaluation["branch"],
             "emotion_head": head_note, "evaluation": "see models/evaluation.json and MODEL_CARD.md"}
+    if "pair_branch_refined" in report:  # the base's pair branch was refined on real recordings
+        note["pair_branch_refined"] = report["pair_branch_refined"]
     attach_to_onnx(args.base, args.model_out, branch, weight, bias, args.version, note, args.span_s)
     from dawemo.emotion.model import EmotionModel
     from dawemo.training.spread import measure_segment_spread, write_segment_spread
