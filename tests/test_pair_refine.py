@@ -157,6 +157,18 @@ def test_refining_orders_the_real_pairs_holds_other_qualities_and_goes_back_into
                                    atol=1e-4)
         np.testing.assert_allclose(graph_logits(refined, spec)[:, others], graph_logits(path, spec)[:, others],
                                    atol=1e-6)
+    # A refined model can be read and refined again: its branch is found by what it feeds.
+    again = onnx.load(str(refined))
+    reread = pr.branch_from_onnx(again)
+    np.testing.assert_allclose(branch_logits(reread, spectrograms[0]), branch_logits(branch, spectrograms[0]), atol=1e-5)
+    with torch.no_grad():
+        reread.head.bias += 1.0
+    pr.write_branch(again, reread)
+    onnx.checker.check_model(again)
+    twice = tmp_path / "twice.onnx"
+    onnx.save(again, str(twice))
+    np.testing.assert_allclose(graph_logits(twice, spectrograms[0])[:, COLUMNS],
+                               graph_logits(refined, spectrograms[0])[:, COLUMNS] + 1.0, atol=1e-4)
 
 
 def test_command_reports_a_missing_input_in_one_line(tmp_path, capsys):

@@ -205,19 +205,23 @@ class FoldedBranch(nn.Module):
 
 
 def _branch_nodes(proto) -> list:
-    """The pair branch's Conv nodes, input to output, then its head (Gemm) node."""
-    head_weight = "net.branch.midlevel_head.weight"
-    heads = [n for n in proto.graph.node if head_weight in n.input]
-    if not heads:
-        raise ValueError("the base model has no pair branch (no net.branch.midlevel_head)")
+    """The pair branch's Conv nodes, input to output, then its head (Gemm) node.
+
+    The branch is what feeds the ``Where`` that picks its columns by ``net.branch_mask``
+    (``BranchedNet``), so a refined model, whose weights have new names, is found the same way.
+    """
     producer = {out: node for node in proto.graph.node for out in node.output}
-    convs, frontier = [], [heads[0]]
+    picks = [n for n in proto.graph.node if n.op_type == "Where" and n.input[0] == "net.branch_mask"]
+    if not picks or picks[0].input[1] not in producer:
+        raise ValueError("the base model has no pair branch (no Where on net.branch_mask)")
+    head = producer[picks[0].input[1]]
+    convs, frontier = [], [head]
     while frontier:  # walk back from the branch's head to the input, collecting its convolutions
         node = frontier.pop()
         if node.op_type == "Conv":
             convs.append(node)
         frontier += [producer[name] for name in node.input[:1] if name in producer]
-    return convs[::-1] + heads[:1]
+    return convs[::-1] + [head]
 
 
 def _constant_values(proto) -> dict[str, np.ndarray]:
@@ -347,6 +351,10 @@ def write_branch(proto, branch: FoldedBranch) -> None:
 
     *convs, head_node = _branch_nodes(proto)
     layers = [(conv, node) for conv, node in zip(branch.convs, convs)] + [(branch.head, head_node)]
+    ours = {f"net.branch.refined.{index}.{kind}" for index in range(len(layers)) for kind in ("weight", "bias")}
+    kept = [i for i in proto.graph.initializer if i.name not in ours]  # an earlier refinement's
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
     for index, (layer, node) in enumerate(layers):
         for slot, (kind, tensor) in ((1, ("weight", layer.weight)), (2, ("bias", layer.bias))):
             name = f"net.branch.refined.{index}.{kind}"
