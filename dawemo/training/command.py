@@ -82,6 +82,32 @@ def load_contrast_pairs(corpus: Path, pairs_per_quality: int, seed: int, cache: 
     return ContrastPairs(quality, more, less), key
 
 
+def assembly_parser(prog: str, description: str, base_help: str) -> argparse.ArgumentParser:
+    """The options every CPU assembly step shares (pair refinement, rhythm branch): a trained model and
+    its report in, a model and a report out, and where the soundtracks, the corpus and the caches are."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--base", required=True, help=base_help)
+    parser.add_argument("--evaluation", required=True, help="its evaluation report (out-of-fold features)")
+    parser.add_argument("--model-out", required=True)
+    parser.add_argument("--evaluation-out", required=True)
+    parser.add_argument("--soundtracks", default=None)
+    parser.add_argument("--corpus", default="corpus")
+    parser.add_argument("--cache", default="cache")
+    parser.add_argument("--real-excerpts", type=int, default=200,
+                        help="excerpts the real-recording pairs are made from (the rest check them)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run_assembly(assemble, args: argparse.Namespace, name: str) -> int:
+    """``assemble(args)``, with a missing or unreadable input as a one-line error and exit status 2."""
+    try:
+        return assemble(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 2
+
+
 def _summary_line(name: str, result: dict) -> str:
     pooled = result["pooled"]
     per_emotion = "  ".join(f"{k} {v:.2f}" for k, v in pooled["pearson_r"].items())

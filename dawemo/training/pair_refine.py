@@ -27,8 +27,6 @@ excerpt by construction.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 from torch import nn
@@ -427,29 +425,14 @@ def assemble(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from dawemo.training.command import assembly_parser, run_assembly
 
-    parser = argparse.ArgumentParser(prog="python -m dawemo.training.pair_refine",
-                                     description="Refine a model's pair branch on real-recording pairs.")
-    parser.add_argument("--base", required=True, help="the model whose pair branch is refined (ONNX)")
-    parser.add_argument("--evaluation", required=True, help="its evaluation report (out-of-fold features)")
-    parser.add_argument("--model-out", required=True)
-    parser.add_argument("--evaluation-out", required=True)
-    parser.add_argument("--soundtracks", default=None)
-    parser.add_argument("--corpus", default="corpus")
-    parser.add_argument("--cache", default="cache")
-    parser.add_argument("--real-excerpts", type=int, default=200,
-                        help="excerpts the real-recording pairs are made from (the rest check them)")
+    parser = assembly_parser("python -m dawemo.training.pair_refine", "Refine a model's pair branch on real-recording pairs.",
+                             "the model whose pair branch is refined (ONNX)")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        return assemble(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"pair_refine: error: {error}", file=sys.stderr)
-        return 2
+    return run_assembly(assemble, parser.parse_args(argv), "pair_refine")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ soundtracks only set the descriptors' standardisation and the feature scale.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from dawemo import constants as C
@@ -419,31 +417,16 @@ def assemble(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from dawemo.training.command import assembly_parser, run_assembly
 
-    parser = argparse.ArgumentParser(
-        prog="python -m dawemo.training.rhythm_branch",
-        description="Fit the rhythm branch on contrast pairs and attach it to a trained model (v6 from v5).")
-    parser.add_argument("--base", required=True, help="the model whose networks are kept (ONNX)")
-    parser.add_argument("--evaluation", required=True, help="its evaluation report (out-of-fold features)")
-    parser.add_argument("--model-out", required=True)
-    parser.add_argument("--evaluation-out", required=True)
-    parser.add_argument("--soundtracks", default=None)
-    parser.add_argument("--corpus", default="corpus")
-    parser.add_argument("--cache", default="cache")
+    parser = assembly_parser("python -m dawemo.training.rhythm_branch",
+                             "Fit the rhythm branch on contrast pairs and attach it to a trained model (v6 from v5).",
+                             "the model whose networks are kept (ONNX)")
     parser.add_argument("--qualities", default="articulation,rhythm_stability,rhythm_complexity")
-    parser.add_argument("--real-excerpts", type=int, default=200,
-                        help="excerpts the real-recording pairs are made from (the rest check them)")
     parser.add_argument("--head-ridge", type=float, default=3.0)
     parser.add_argument("--span-s", type=float, default=RHYTHM_SPAN_S, help="audio each rhythm descriptor reads")
     parser.add_argument("--version", default="6")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        return assemble(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"rhythm_branch: error: {error}", file=sys.stderr)
-        return 2
+    return run_assembly(assemble, parser.parse_args(argv), "rhythm_branch")
 
 
 if __name__ == "__main__":
