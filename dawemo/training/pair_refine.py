@@ -138,8 +138,9 @@ def _with_layer(x: np.ndarray, layer: np.ndarray, level_db: float) -> np.ndarray
 
 
 def melody_pair(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(more, less): the excerpt with a stepwise legato melody in its key vs with the same voice leaping at
-    random through two octaves or holding chord tones (at the same level), or vs the excerpt alone."""
+    """(more, less): the excerpt with a stepwise legato melody in its key vs the excerpt alone (70 %), or vs
+    the same voice at the same level leaping at random through two octaves (15 %) or holding chord tones
+    (15 %)."""
     tonic, minor = excerpt_key(x)
     scale, duration_s = SCALES[minor], len(x) / SR
     pitch = lambda degree: 60 + tonic + 12 * (degree // 7) + scale[degree % 7]  # noqa: E731
@@ -150,15 +151,15 @@ def melody_pair(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
         line.append((pitch(degree), t, length + 0.03))
         t += length
     choice = rng.random()
-    if choice < 0.4:
+    if choice < 0.15:
         other, t = [], 0.0
         while t < duration_s:
             length = float(rng.uniform(0.12, 0.6))
             other.append((pitch(int(rng.integers(0, 16))), t, length * 0.9))
             t += length
-    elif choice < 0.7:
+    elif choice < 0.3:
         other = [(pitch(int(rng.choice([7, 9, 11]))), start, 2.6) for start in np.arange(0, duration_s, 2.5)]
-    else:
+    else:  # most often against nothing: over dense scores, a line must read as a line, not one more layer
         other = []
     level_db = float(rng.uniform(-8, -3))
     with_line = _with_layer(x, _voice(line, len(x)), level_db)
