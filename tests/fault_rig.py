@@ -277,7 +277,9 @@ def scenario(name: str) -> dict:
     target = Daw("synth", server_name, clip, play=False) if existing_port else daw
     midi_args = ["--midi-port", "synth:midi_in"] if existing_port else ["--virtual-port", "cc"]
     mid, timeline = record_dir / "take.mid", record_dir / "take.csv"
-    dawemo = Dawemo(["--jack-input", "daw:out_1", *midi_args, "--midi-api", "jack",
+    # Each window alone (--steady-s 0): every hop moves some lane, so a CC silence longer than a hop
+    # is a stall, not a steady piece whose unchanged values are (rightly) not sent again.
+    dawemo = Dawemo(["--jack-input", "daw:out_1", *midi_args, "--midi-api", "jack", "--steady-s", "0",
                      "--record", str(mid), "--timeline", str(timeline)], server_name)
     try:
         started = dawemo.first("dawemo run:", timeout_s=30)  # the recording's time 0, within ~50 ms

@@ -23,9 +23,10 @@ pytestmark = [pytest.mark.slow]
 DETECT_S = 1.0
 REJOIN_S = 2.0
 STOP_S = 1.0
-# Without a fault the default preset (no ramp since v6) sends each lane's CC once per 0.48 s hop
-# while music plays; a recording fault must not cost an update: one missed hop would leave 0.96 s.
-# The margin over one hop is scheduling jitter on a loaded 2-core machine (0.512 s seen).
+# The rig runs each window alone, so while music plays some lane's CC changes every 0.48 s hop (the
+# default preset has no ramp since v6, and unchanged values are not sent again). A recording fault
+# must not cost an update: one missed hop leaves 0.96 s; the margin over one hop is scheduling jitter
+# on a loaded 2-core machine (0.512 s seen).
 CC_GAP_S = 0.75
 LOST_BEFORE_FAULT_S = 1.0
 
