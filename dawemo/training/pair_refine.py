@@ -294,7 +294,7 @@ def refine_branch(branch: FoldedBranch, corpus, real_pairs: dict[str, list[tuple
     from dataclasses import replace
 
     from dawemo.training.config import TrainConfig
-    from dawemo.training.train import _pair_batch
+    from dawemo.training.train import _pair_batch, ranking_loss
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -308,10 +308,8 @@ def refine_branch(branch: FoldedBranch, corpus, real_pairs: dict[str, list[tuple
     for step in range(steps):
         branch.train()
         more, less, quality = _pair_batch(corpus, config, rng)
-        logits = branch.segment_logits(torch.cat([more, less]))
-        n = len(quality)
-        margin = logits[:n].gather(1, quality[:, None]) - logits[n:].gather(1, quality[:, None])
-        losses = [nn.functional.softplus(-margin).mean()]
+        corpus_loss, corpus_right, logits = ranking_loss(branch, more, less, quality)
+        losses = [corpus_loss]
         penalty = [logits.pow(2).mean()]
         real_right = []
         for q in qualities:
@@ -334,7 +332,7 @@ def refine_branch(branch: FoldedBranch, corpus, real_pairs: dict[str, list[tuple
         loss.backward()
         optimiser.step()
         schedule.step()
-        history.append([(margin > 0).float().mean().item()] + [r.item() for r in real_right])
+        history.append([corpus_right.item()] + [r.item() for r in real_right])
         if log and ((step + 1) % max(1, steps // 10) == 0 or step + 1 == steps):
             recent = np.mean(history[-100:], axis=0)
             log(f"refining step {step + 1}/{steps}  generated pairs ordered {recent[0]:.0%}  "
