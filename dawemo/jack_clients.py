@@ -8,6 +8,10 @@ server returns, so they do every open and close under this lock. A close that ha
 server must not hold the others up for ever, so waiting is bounded; after the bound the caller
 goes ahead.
 
+libjack's message handlers are process-wide too, and replacing one while another thread's libjack
+call is printing through it freed the callback under that thread (an abort in a rejoin test). So
+they are set once per process, under the same lock (``route_libjack_messages``).
+
 Like ``constants`` and ``faults``, this module imports nothing of dawemo's.
 """
 
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 WAIT_S = 3.0  # the longest any part waits for another's open or close
 
 _lock = threading.Lock()
+_messages_routed = False
 
 
 @contextlib.contextmanager
@@ -34,6 +39,28 @@ def jack_client_lock(wait_s: float = WAIT_S) -> Iterator[bool]:
     finally:
         if acquired:
             _lock.release()
+
+
+def route_libjack_messages() -> None:
+    """Send libjack's stderr chatter ("Cannot connect to server socket", ...) to logging (debug), once.
+
+    Rejoin attempts would otherwise print several lines each; "cannot connect" is an expected answer.
+    The handler is process-wide, so it also covers python-rtmidi's JACK client. Nothing happens when
+    libjack cannot be loaded: then it prints nothing either.
+    """
+    global _messages_routed
+    if _messages_routed:
+        return
+    try:
+        import jack
+    except (ImportError, OSError):  # JACK-Client without libjack
+        return
+    with jack_client_lock():
+        if not _messages_routed:
+            libjack_log = logging.getLogger("dawemo.libjack")
+            jack.set_error_function(lambda message: libjack_log.debug("%s", message))
+            jack.set_info_function(lambda message: libjack_log.debug("%s", message))
+            _messages_routed = True
 
 
 def close_client_bounded(client, timeout_s: float = 1.0) -> bool:

@@ -81,12 +81,14 @@ class JackServer:
 
         self.process = subprocess.Popen(["jackd", "--no-realtime", "-n", self.name, "-d", "dummy", "-r", "48000",
                                          "-p", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        jack.set_error_function(lambda message: None)
-        jack.set_info_function(lambda message: None)
+        from dawemo.jack_clients import jack_client_lock, route_libjack_messages
+
+        route_libjack_messages()  # "cannot connect" is expected while it starts
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                jack.Client("rig-probe", no_start_server=True, servername=self.name).close()
+                with jack_client_lock():
+                    jack.Client("rig-probe", no_start_server=True, servername=self.name).close()
                 return time.monotonic()
             except jack.JackError:
                 time.sleep(0.01)
@@ -107,7 +109,10 @@ class Daw:
     def __init__(self, name: str, server: str, clip, play: bool = True) -> None:
         import jack
 
-        self.client = jack.Client(name, no_start_server=True, servername=server)
+        from dawemo.jack_clients import jack_client_lock
+
+        with jack_client_lock():
+            self.client = jack.Client(name, no_start_server=True, servername=server)
         self.clip = clip
         self.position = 0
         self.out = self.client.outports.register("out_1") if play else None

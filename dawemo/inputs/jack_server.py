@@ -10,6 +10,8 @@ import time
 import uuid
 from collections import deque
 
+from dawemo.jack_clients import jack_client_lock, route_libjack_messages
+
 
 def _die_with_parent() -> None:
     """In the child: ask Linux to stop jackd when the process that started it dies."""
@@ -77,15 +79,15 @@ class DummyJackServer:
         except (ImportError, OSError) as error:  # JACK-Client raises OSError when libjack is missing
             raise JackServerError(f"jackd started, but JACK-Client cannot load libjack: {error}") from None
 
-        jack.set_error_function(lambda message: None)  # "cannot connect" is expected while it starts
+        route_libjack_messages()  # "cannot connect" is expected while it starts
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 time.sleep(0.1)  # let the drain thread read the last lines
                 raise JackServerError(f"jackd exited: {' '.join(self._stderr_tail)[-300:]}")
             try:
-                probe = jack.Client("dawemo-probe", no_start_server=True, servername=self.name)
-                probe.close()
+                with jack_client_lock():  # other parts of this process may be (re)joining a server
+                    jack.Client("dawemo-probe", no_start_server=True, servername=self.name).close()
                 return
             except jack.JackError:
                 time.sleep(0.1)

@@ -32,7 +32,7 @@ from dawemo import constants as C
 from dawemo import faults
 from dawemo.faults import Health, HealthReport
 from dawemo.inputs.audio_io import path_problem
-from dawemo.jack_clients import close_client_bounded, jack_client_lock, release_jack_client
+from dawemo.jack_clients import close_client_bounded, jack_client_lock, release_jack_client, route_libjack_messages
 from dawemo.inputs.ring_buffer import FrameRing
 
 log = logging.getLogger(__name__)
@@ -567,22 +567,6 @@ def _jack_module(purpose: str):
     return jack
 
 
-def _silence_jack_errors() -> None:
-    """Route libjack's messages to logging instead of stderr ("cannot connect" is an expected answer).
-
-    Does nothing when libjack cannot be loaded: then it prints nothing either.
-    """
-    import logging
-
-    try:
-        import jack
-    except (ImportError, OSError):
-        return
-    logger = logging.getLogger("dawemo.jack")
-    jack.set_error_function(logger.debug)
-    jack.set_info_function(logger.debug)
-
-
 def _no_jack_server_message(server_name: str | None) -> str:
     server = f" named {server_name!r}" if server_name else ""
     return (f"no JACK server{server} is running: start one (jackd, qjackctl, or PipeWire with pipewire-jack)"
@@ -592,7 +576,7 @@ def _no_jack_server_message(server_name: str | None) -> str:
 def open_jack_client(client_name: str, server_name: str | None, purpose: str = "JACK input"):
     """A ``jack.Client`` that never starts a server; AudioSourceError with a clear line otherwise."""
     jack = _jack_module(purpose)
-    _silence_jack_errors()
+    route_libjack_messages()
     try:
         with jack_client_lock():
             return jack.Client(client_name, no_start_server=True, servername=server_name)
@@ -1012,7 +996,7 @@ class LibraryMessagesToLog:
     bundles its own libasound and ALSA's plugins use the system's, so both copies get the
     handler. Use it around opening or listing devices only: the alsa-lib handler is a Python
     callback, which must not run on the audio threads that start afterwards, so ``__exit__``
-    removes it (libjack's stays routed, as ``_silence_jack_errors`` does anyway). Linux only.
+    removes it (libjack's stays routed, as ``route_libjack_messages`` leaves it). Linux only.
     """
 
     def __init__(self) -> None:
@@ -1022,7 +1006,7 @@ class LibraryMessagesToLog:
     def __enter__(self) -> "LibraryMessagesToLog":
         if not sys.platform.startswith("linux"):
             return self
-        _silence_jack_errors()
+        route_libjack_messages()
         import ctypes
         import importlib.util
         import logging
@@ -1080,7 +1064,7 @@ def list_audio_devices() -> dict:
     except AudioSourceError as error:
         result["errors"].append(str(error))
         return result
-    _silence_jack_errors()
+    route_libjack_messages()
     try:
         with jack_client_lock():
             client = jack.Client("dawemo-list", no_start_server=True)

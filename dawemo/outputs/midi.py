@@ -44,7 +44,7 @@ else:
     RTMIDI_PROBLEM = None
 
 from dawemo import faults
-from dawemo.jack_clients import close_client_bounded, jack_client_lock, release_jack_client
+from dawemo.jack_clients import close_client_bounded, jack_client_lock, release_jack_client, route_libjack_messages
 from dawemo.faults import Health
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,6 @@ def _compiled(api: str) -> bool:
     return rtmidi is not None and API_IDS[api] in rtmidi.get_compiled_api()
 
 
-_libjack_logging_installed = False
 JACK_INSTALL_HINT = "install JACK: jackd2 / JACK2 / PipeWire's pipewire-jack"
 
 
@@ -103,25 +102,6 @@ def _jack_library_problem() -> str | None:
     except ImportError as error:
         return f"JACK MIDI needs the JACK-Client package (pip install JACK-Client): {error}"
     return None
-
-
-def _route_libjack_messages() -> None:
-    """Send libjack's stderr chatter ("Cannot connect to server socket", ...) to logging.
-
-    Re-open attempts every second would otherwise print several lines each time. libjack's
-    handler is process-wide, so this also covers python-rtmidi's JACK client.
-    """
-    global _libjack_logging_installed
-    if _libjack_logging_installed:
-        return
-    try:
-        import jack
-    except (ImportError, OSError):  # JACK-Client installed but libjack missing: nothing to route
-        return
-    jack_log = logging.getLogger(__name__ + ".libjack")
-    jack.set_error_function(lambda message: jack_log.debug("%s", message))
-    jack.set_info_function(lambda message: jack_log.debug("%s", message))
-    _libjack_logging_installed = True
 
 
 def _jack_server_running() -> bool:
@@ -152,7 +132,7 @@ def _backend_unavailable(api: str, platform: str = sys.platform) -> str | None:
         problem = _jack_library_problem()
         if problem is not None:
             return problem
-        _route_libjack_messages()
+        route_libjack_messages()
         if not _jack_server_running():
             return "no JACK server running (start jackd, or PipeWire with its JACK support)"
         return None  # no python-rtmidi probe: it holds the GIL while it opens a JACK client (JackMidiOut)
