@@ -7,6 +7,8 @@ import uuid
 
 import numpy as np
 
+from dawemo.jack_clients import jack_client_lock
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
@@ -24,11 +26,13 @@ def connect(source: str, destination: str) -> None:
     """Connect two JACK ports with a short-lived patchbay client (closed before any server stops)."""
     import jack
 
-    patchbay = jack.Client(unique("patchbay"), no_start_server=True)
+    with jack_client_lock():  # dawemo's JACK parts may open or close clients in this process meanwhile
+        patchbay = jack.Client(unique("patchbay"), no_start_server=True)
     try:
         patchbay.connect(source, destination)
     finally:
-        patchbay.close()
+        with jack_client_lock():
+            patchbay.close()
 
 
 class Receiver:
@@ -62,7 +66,8 @@ class JackPlayer:
     def __init__(self, signals: list[np.ndarray], name: str | None = None) -> None:
         import jack
 
-        self.client = jack.Client(name or f"player-{uuid.uuid4().hex[:6]}", no_start_server=True)
+        with jack_client_lock():
+            self.client = jack.Client(name or f"player-{uuid.uuid4().hex[:6]}", no_start_server=True)
         self.signals = signals
         self.ports = [self.client.outports.register(f"out_{i + 1}") for i in range(len(signals))]
         self.position = 0
@@ -80,5 +85,6 @@ class JackPlayer:
         self.position += frames
 
     def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
+        with jack_client_lock():
+            self.client.deactivate()
+            self.client.close()
