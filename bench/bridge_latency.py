@@ -39,7 +39,7 @@ from dawemo.inputs.bridge import BridgeSource  # noqa: E402
 from dawemo.inputs.jack_server import DummyJackServer  # noqa: E402
 from dawemo.inputs.sources import JackSource, StreamingResampler  # noqa: E402
 from dawemo.outputs.bridge_midi import BridgeMidiOut  # noqa: E402
-from dawemo.outputs.mapping import load_preset  # noqa: E402
+from dawemo.outputs.preset_file import load_preset  # noqa: E402
 from dawemo.outputs.midi import MidiOutput  # noqa: E402
 from dawemo.emotion.model import EmotionModel  # noqa: E402
 from jack_helpers import JackPlayer, Receiver, connect  # noqa: E402

@@ -29,7 +29,7 @@ from dawemo.inputs.bridge import BridgeSource  # noqa: E402
 from dawemo.inputs.jack_server import DummyJackServer  # noqa: E402
 from dawemo.inputs.sources import StreamingResampler  # noqa: E402
 from dawemo.outputs.bridge_midi import BridgeMidiOut  # noqa: E402
-from dawemo.outputs.mapping import load_preset  # noqa: E402
+from dawemo.outputs.preset_file import load_preset  # noqa: E402
 from jack_helpers import JackPlayer, connect  # noqa: E402
 
 

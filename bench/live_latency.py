@@ -30,7 +30,7 @@ from dawemo.inputs.audio_io import load_audio  # noqa: E402
 from dawemo.cli.demo import demo_clip  # noqa: E402
 from dawemo.engine import EmotionEngine  # noqa: E402
 from dawemo.inputs.jack_server import DummyJackServer  # noqa: E402
-from dawemo.outputs.mapping import load_preset  # noqa: E402
+from dawemo.outputs.preset_file import load_preset  # noqa: E402
 from dawemo.outputs.midi import MidiOutput  # noqa: E402
 from dawemo.emotion.model import EmotionModel  # noqa: E402
 from dawemo.inputs.sources import JackSource, StreamingResampler  # noqa: E402

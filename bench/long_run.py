@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dawemo.cli.demo import write_demo_clip  # noqa: E402
 from dawemo.engine import STREAM_CLOCK, EmotionEngine  # noqa: E402
-from dawemo.outputs.mapping import load_preset  # noqa: E402
+from dawemo.outputs.preset_file import load_preset  # noqa: E402
 from dawemo.emotion.model import EmotionModel  # noqa: E402
 from dawemo.outputs.recorder import AutomationRecorder  # noqa: E402
 from dawemo.inputs.sources import FileSource  # noqa: E402

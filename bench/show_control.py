@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from dawemo import constants as C  # noqa: E402
 from dawemo.outputs.dmx import frame_interval_stats_ms  # noqa: E402
-from dawemo.outputs.mapping import parse_preset  # noqa: E402
+from dawemo.outputs.preset_file import parse_preset  # noqa: E402
 from dawemo.outputs.recorder import AutomationRecorder  # noqa: E402
 from dawemo.outputs.show import ShowOutputs  # noqa: E402
 from dawemo.outputs.stage import StageControl  # noqa: E402

@@ -129,7 +129,8 @@ def main() -> int:
     args = parser.parse_args()
     from dawemo.emotion.model import EmotionModel
     from dawemo.inputs.audio_io import load_audio
-    from dawemo.outputs.mapping import PresetError, load_preset
+    from dawemo.outputs.mapping import PresetError
+    from dawemo.outputs.preset_file import load_preset
     from dawemo.training.soundtracks import find_root
     from responsiveness import contrasting_pairs
 

@@ -22,7 +22,7 @@ from dawemo.engine import EmotionEngine
 from dawemo.inputs.bridge import BridgeSource
 from dawemo.inputs.jack_server import DummyJackServer, JackServerError
 from dawemo.outputs.bridge_midi import BridgeMidiOut
-from dawemo.outputs.mapping import load_preset
+from dawemo.outputs.preset_file import load_preset
 from jack_helpers import JackPlayer, Receiver, connect, wait_until
 
 SR = 48000

@@ -18,7 +18,7 @@ from dawemo import constants as C
 from dawemo.emotion.tracker import analyze_samples
 from dawemo.inputs.audio_io import load_audio
 from dawemo.engine import STREAM_CLOCK, EmotionEngine
-from dawemo.outputs.mapping import load_preset
+from dawemo.outputs.preset_file import load_preset
 from dawemo.emotion.model import EmotionModel
 from dawemo.inputs.sources import FileSource
 from jack_helpers import JackPlayer, Receiver, connect, unique, wait_until

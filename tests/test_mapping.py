@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from dawemo import constants as C
-from dawemo.outputs import mapping
+from dawemo.outputs import mapping, preset_file
 from dawemo.outputs.mapping import (CURVES, CcEvent, CcMapper, Lane, Preset, PresetError, apply_curve, cc_value,
-                            dump_preset, encode_cc, load_preset, parse_preset, save_preset, update_values)
+                                    encode_cc, update_values)
+from dawemo.outputs.preset_file import dump_preset, load_preset, parse_preset, save_preset
 
 # Reading TOML needs Python 3.11+ or tomli (an optional backport on 3.10).
 needs_toml = pytest.mark.skipif(mapping.tomllib is None, reason="Python 3.10 without tomli")
@@ -412,8 +413,8 @@ def test_default_preset():
 
 @needs_toml
 def test_shipped_presets_load():
-    assert {"default", "lights", "osc-visuals"} <= set(mapping.shipped_presets())
-    for name in mapping.shipped_presets():
+    assert {"default", "lights", "osc-visuals"} <= set(preset_file.shipped_presets())
+    for name in preset_file.shipped_presets():
         preset = load_preset(name)
         assert (preset.lanes or preset.show_lanes) and parse_preset(dump_preset(preset)) == preset
 

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import chord_progression, write_audio
 from dawemo import constants as C
-from dawemo.outputs.mapping import PresetError, load_preset, parse_preset, save_preset
+from dawemo.outputs.mapping import PresetError
+from dawemo.outputs.preset_file import load_preset, parse_preset, save_preset
 from dawemo.outputs.recorder import AutomationRecorder, read_timeline
 from show_helpers import ArtnetReceiver, OscReceiver, frame_value, udp_sockets, wait_until
 

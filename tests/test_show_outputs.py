@@ -13,7 +13,8 @@ import pytest
 
 from dawemo.faults import OK, RECOVERING
 from dawemo.outputs.dmx import artdmx_packet, frame_interval_stats_ms
-from dawemo.outputs.mapping import CcMapper, parse_preset
+from dawemo.outputs.mapping import CcMapper
+from dawemo.outputs.preset_file import parse_preset
 from dawemo.outputs.show import ShowOutputs
 from dawemo.outputs.stage import StageControl
 from show_helpers import (ArtnetReceiver, Olad, OscReceiver, SacnReceiver, frame_value, free_udp_port,

@@ -22,7 +22,8 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, 
                              QWidget)
 
 from dawemo import constants as C
-from dawemo.outputs.mapping import PresetError, load_preset
+from dawemo.outputs.mapping import PresetError
+from dawemo.outputs.preset_file import load_preset
 from dawemo.ui.controller import EngineController, History, SessionConfig
 from dawemo.ui.machine_panel import MachinePanel
 from dawemo.ui.mapping_editor import MappingEditor

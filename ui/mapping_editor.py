@@ -11,7 +11,8 @@ from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
                              QVBoxLayout, QWidget)
 
-from dawemo.outputs.mapping import Lane, Preset, PresetError, load_preset, save_preset
+from dawemo.outputs.mapping import Lane, Preset, PresetError
+from dawemo.outputs.preset_file import load_preset, save_preset
 
 COLUMNS = ("name", "source", "channel", "cc", "cc14", "in_min", "in_max", "out_min", "out_max", "curve",
            "attack_s", "release_s", "max_rate_hz", "safe", "value")  # safe: what blackout and mute send

@@ -123,7 +123,8 @@ def _view_line(stats, names: tuple[str, ...]) -> str:
 def run_live(args: argparse.Namespace, print_error) -> int:
     """Run the live bridge until the file ends, --duration-s passes, or Ctrl-C."""
     from dawemo.engine import STREAM_CLOCK, WALL_CLOCK, EmotionEngine
-    from dawemo.outputs.mapping import PresetError, load_preset
+    from dawemo.outputs.mapping import PresetError
+    from dawemo.outputs.preset_file import load_preset
     from dawemo.outputs.midi import MidiOutput, MidiPortError
     from dawemo.emotion.model import EmotionModel, ModelError
     from dawemo.outputs.recorder import AutomationRecorder
@@ -399,7 +400,8 @@ def configure_learn(parser: argparse.ArgumentParser) -> None:
 
 def run_learn(args: argparse.Namespace, print_error) -> int:
     """Send one lane alone (a short sweep of its CC) so a DAW's MIDI-learn binds exactly that lane."""
-    from dawemo.outputs.mapping import CcMapper, PresetError, load_preset
+    from dawemo.outputs.mapping import CcMapper, PresetError
+    from dawemo.outputs.preset_file import load_preset
     from dawemo.outputs.midi import MidiOutput, MidiPortError
 
     try:

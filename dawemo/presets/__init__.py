@@ -1,1 +1,1 @@
-"""Mapping presets shipped with dawemo (TOML files; read them with ``dawemo.outputs.mapping.load_preset``)."""
+"""Mapping presets shipped with dawemo (TOML files; read them with ``dawemo.outputs.preset_file.load_preset``)."""
