@@ -1,8 +1,9 @@
 """The ``dawemo`` command line: one function per subcommand, registered in ``COMMANDS``.
 
 To add a subcommand, write ``configure_<name>(parser)`` (its arguments) and ``run_<name>(args)
--> exit code``, and add a ``Command`` entry to ``COMMANDS``. Import numpy, onnxruntime,
-matplotlib and torch inside the run function only, so that ``dawemo --help`` stays fast.
+-> exit code``, and add a ``Command`` entry to ``COMMANDS``; a subcommand of its own module is
+named there with ``elsewhere(module, name)``. Import numpy, onnxruntime, matplotlib and torch
+inside the run function only, so that ``dawemo --help`` stays fast.
 
 Exit codes: 0 success, 1 some input file failed (or an unexpected error), 2 usage error,
 missing/broken model or unwritable output, 130 interrupted. An unexpected error prints one
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import math
 import os
 import sys
@@ -463,89 +465,14 @@ def run_app(args: argparse.Namespace) -> int:
     return app_main(args.app_args)
 
 
-def configure_plugins(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli.machine import configure_plugins as configure
+def elsewhere(module: str, name: str, *more: object) -> Callable:
+    """``module.name``, imported at its first call so that ``dawemo --help`` loads none of it; called
+    with the caller's arguments, then ``more`` (helpers of this module, which that one must not import)."""
+    def call(*args: object):
+        return getattr(importlib.import_module(module), name)(*args, *more)
 
-    configure(parser)
-
-
-def run_plugins(args: argparse.Namespace) -> int:
-    from dawemo.cli.machine import run_plugins as run
-
-    return run(args)
-
-
-def configure_render(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli.machine import configure_render as configure
-
-    configure(parser, positive_seconds)
-
-
-def run_render(args: argparse.Namespace) -> int:
-    from dawemo.cli.machine import run_render as run
-
-    return run(args)
-
-
-def configure_run(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli.live import configure_run as configure
-
-    configure(parser, positive_seconds, non_negative_seconds)
-
-
-def run_run(args: argparse.Namespace) -> int:
-    """The live bridge, headless."""
-    from dawemo.cli.live import run_live
-
-    return run_live(args, print_error)
-
-
-def configure_replay(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli.replay import configure_replay as configure
-
-    configure(parser)
-
-
-def run_replay(args: argparse.Namespace) -> int:
-    from dawemo.cli.replay import run_replay as run
-
-    return run(args, print_error)
-
-
-def configure_learn(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli.live import configure_learn as configure
-
-    configure(parser)
-
-
-def run_learn(args: argparse.Namespace) -> int:
-    from dawemo.cli.live import run_learn as run
-
-    return run(args, print_error)
-
-
-def configure_bridge(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli.bridge import configure
-
-    configure(parser)
-
-
-def run_bridge(args: argparse.Namespace) -> int:
-    from dawemo.cli.bridge import run
-
-    return run(args, print_error)
-
-
-def configure_devices(parser: argparse.ArgumentParser) -> None:
-    from dawemo.cli.live import configure_devices as configure
-
-    configure(parser)
-
-
-def run_devices(args: argparse.Namespace) -> int:
-    from dawemo.cli.live import run_devices as run
-
-    return run(args)
+    call.__name__ = name
+    return call
 
 
 # ----------------------------------------------------------------------------------------------
@@ -569,36 +496,36 @@ COMMANDS: dict[str, Command] = {
                     "optionally recorded as a type 1 MIDI file plus a timeline. Exit status: 0 "
                     "stopped cleanly, 1 the input failed while running, 2 bad option, missing "
                     "device, port, preset or model.",
-        configure=configure_run,
-        run=run_run,
+        configure=elsewhere("dawemo.cli.live", "configure_run", positive_seconds, non_negative_seconds),
+        run=elsewhere("dawemo.cli.live", "run_live", print_error),
     ),
     "replay": Command(
         help="send a recorded show's OSC and DMX values to their targets again, at its own pace",
         description="Replays the OSC and DMX values a timeline ('dawemo run --timeline') recorded, to the "
                     "recorded targets (or --host). Exit status: 0 done or stopped, 2 unreadable timeline, "
                     "nothing to replay or bad option.",
-        configure=configure_replay,
-        run=run_replay,
+        configure=elsewhere("dawemo.cli.replay", "configure_replay"),
+        run=elsewhere("dawemo.cli.replay", "run_replay", print_error),
     ),
     "learn": Command(
         help="send one mapping lane alone, so a DAW's MIDI-learn can bind it",
-        configure=configure_learn,
-        run=run_learn,
+        configure=elsewhere("dawemo.cli.live", "configure_learn"),
+        run=elsewhere("dawemo.cli.live", "run_learn", print_error),
     ),
     "bridge": Command(
         help="the DAW bridge plugin: list running bridges, build it, install it into your plugin folders",
-        configure=configure_bridge,
-        run=run_bridge,
+        configure=elsewhere("dawemo.cli.bridge", "configure"),
+        run=elsewhere("dawemo.cli.bridge", "run", print_error),
     ),
     "devices": Command(
         help="list audio inputs, JACK ports, MIDI ports and running DAW bridges",
-        configure=configure_devices,
-        run=run_devices,
+        configure=elsewhere("dawemo.cli.live", "configure_devices"),
+        run=elsewhere("dawemo.cli.live", "run_devices"),
     ),
     "plugins": Command(
         help="list a plugin's parameters (built-in effects or a .vst3 path) and the example chains",
-        configure=configure_plugins,
-        run=run_plugins,
+        configure=elsewhere("dawemo.cli.machine", "configure_plugins"),
+        run=elsewhere("dawemo.cli.machine", "run_plugins"),
     ),
     "render": Command(
         help="render a machine sound through a plugin chain that follows a music file's emotions",
@@ -606,8 +533,8 @@ COMMANDS: dict[str, Command] = {
                     "through the chain (TOML) with its parameter lanes following the emotions over "
                     "time. Writes OUTPUT, the parameter curves (CSV) and, with --mix, music + machine. "
                     "Exit status: 0 written, 1 an input or output failed, 2 bad option, chain or model.",
-        configure=configure_render,
-        run=run_render,
+        configure=elsewhere("dawemo.cli.machine", "configure_render", positive_seconds),
+        run=elsewhere("dawemo.cli.machine", "run_render"),
     ),
     "app": Command(
         help="the desktop app (same as dawemo-app)",
